@@ -1,0 +1,344 @@
+//! HTTP client for the Criteo API: OAuth client credentials, pacing and retries.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{Credentials, DestinationSettings, Secret};
+
+use super::pacing::Pacer;
+use super::retry::{self, Action, RetryPolicy};
+use super::{ApiProblem, DestinationError, RequestFailure};
+
+/// Tokens are refreshed this long before Criteo says they expire.
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+struct CachedToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+/// A Criteo API client shared by all requests of a run.
+pub struct CriteoClient {
+    http: reqwest::Client,
+    api_url: String,
+    token_url: String,
+    version: String,
+    credentials: Credentials,
+    token: Mutex<Option<CachedToken>>,
+    pacer: Pacer,
+    policy: RetryPolicy,
+    deprecation_logged: AtomicBool,
+}
+
+impl std::fmt::Debug for CriteoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CriteoClient")
+            .field("api_url", &self.api_url)
+            .field("version", &self.version)
+            .field("client_id", &self.credentials.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CriteoClient {
+    pub fn new(settings: &DestinationSettings, credentials: Credentials) -> Result<Self, DestinationError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.request_timeout_secs))
+            .connect_timeout(Duration::from_secs(settings.request_timeout_secs.min(30)))
+            .user_agent(concat!("audience-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| DestinationError::Client {
+                message: error.to_string(),
+            })?;
+        let api_url = settings.api_url.trim_end_matches('/').to_string();
+        let token_url = settings
+            .token_url
+            .clone()
+            .unwrap_or_else(|| format!("{api_url}/oauth2/token"));
+        Ok(CriteoClient {
+            http,
+            api_url,
+            token_url,
+            version: settings.api_version.clone(),
+            credentials,
+            token: Mutex::new(None),
+            pacer: Pacer::new(settings.requests_per_minute),
+            policy: RetryPolicy {
+                max_attempts: settings.max_attempts,
+                max_elapsed: Duration::from_secs(settings.max_retry_secs),
+                base_delay: Duration::from_millis(settings.retry_base_delay_ms),
+                max_delay: Duration::from_secs(60),
+            },
+            deprecation_logged: AtomicBool::new(false),
+        })
+    }
+
+    /// The URL of an API path under the configured version.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}/{}", self.api_url, self.version, path.trim_start_matches('/'))
+    }
+
+    /// Sends one API request with a JSON body (or none), retrying as the policy says, and
+    /// returns the successful response's body.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+        action: &str,
+    ) -> Result<Bytes, RequestFailure> {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let token = self.token(action).await?;
+            self.pacer.acquire().await;
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(token.expose())
+                .header("Accept", "application/json");
+            if let Some(body) = &body {
+                request = request
+                    .header("Content-Type", "application/json")
+                    .body(body.clone());
+            }
+            let (problem, action_after) = match request.send().await {
+                Ok(response) => {
+                    self.note_deprecation(&response);
+                    let status = response.status();
+                    let reset = response
+                        .headers()
+                        .get("x-ratelimit-reset")
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_string);
+                    let bytes = response.bytes().await;
+                    match (status.is_success(), bytes) {
+                        (true, Ok(bytes)) => return Ok(bytes),
+                        (true, Err(error)) => (network_problem(&error), Action::Backoff),
+                        (false, bytes) => {
+                            let problem = parse_problem(status, bytes.as_deref().unwrap_or_default());
+                            let action_after = match retry::classify(status.as_u16(), problem.code.as_deref()) {
+                                Action::WaitForRateLimit(_) => Action::WaitForRateLimit(
+                                    retry::until_reset(reset.as_deref(), epoch_secs()),
+                                ),
+                                other => other,
+                            };
+                            (problem, action_after)
+                        }
+                    }
+                }
+                Err(error) => (network_problem(&error), Action::Backoff),
+            };
+
+            let delay = match action_after {
+                Action::RefreshToken if !refreshed => {
+                    refreshed = true;
+                    attempt -= 1;
+                    self.invalidate(&token).await;
+                    tracing::info!(action, code = problem.code.as_deref().unwrap_or(""), "access token rejected; refreshing it and retrying once");
+                    continue;
+                }
+                Action::RefreshToken | Action::Fail => {
+                    return Err(self.failure(action, problem, false, attempt));
+                }
+                Action::WaitForRateLimit(until_reset) => self.policy.rate_limit_delay(attempt, until_reset),
+                Action::Backoff => self.policy.backoff(attempt),
+            };
+            if attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.max_elapsed {
+                return Err(self.failure(action, problem, true, attempt));
+            }
+            tracing::warn!(
+                action,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                problem = %problem,
+                "request failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn failure(&self, action: &str, problem: ApiProblem, temporary: bool, attempts: u32) -> RequestFailure {
+        RequestFailure {
+            action: action.to_string(),
+            problem,
+            temporary,
+            attempts,
+        }
+    }
+
+    fn note_deprecation(&self, response: &reqwest::Response) {
+        let deprecated = response
+            .headers()
+            .get("deprecation")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        if deprecated && !self.deprecation_logged.swap(true, Ordering::Relaxed) {
+            let sunset = response
+                .headers()
+                .get("sunset")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("unknown");
+            tracing::warn!(version = %self.version, sunset, "Criteo marks this API version as deprecated; set `destination.api_version` to a newer version");
+        }
+    }
+
+    /// Returns a valid access token, fetching a new one when none is cached or the cached
+    /// one is within a minute of expiring.
+    async fn token(&self, action: &str) -> Result<Secret, RequestFailure> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.value.clone());
+        }
+        let fresh = self.fetch_token(action).await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn invalidate(&self, used: &Secret) {
+        let mut cached = self.token.lock().await;
+        if cached.as_ref().is_some_and(|token| &token.value == used) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch_token(&self, action: &str) -> Result<CachedToken, RequestFailure> {
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.credentials.client_id.as_str()),
+            ("client_secret", self.credentials.client_secret.expose()),
+        ];
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .http
+                .post(&self.token_url)
+                .header("Accept", "application/json")
+                .form(&form)
+                .send()
+                .await;
+            let (problem, retryable) = match result {
+                Ok(response) => {
+                    let status = response.status();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    if status.is_success() {
+                        return match serde_json::from_slice::<TokenResponse>(&bytes) {
+                            Ok(token) => {
+                                let lifetime = Duration::from_secs(token.expires_in.unwrap_or(900));
+                                Ok(CachedToken {
+                                    value: Secret::new(token.access_token),
+                                    refresh_at: Instant::now() + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN),
+                                })
+                            }
+                            Err(error) => Err(self.failure(
+                                "get an access token",
+                                ApiProblem {
+                                    status: Some(status.as_u16()),
+                                    message: Some(format!("the token response is not valid JSON: {error}")),
+                                    ..ApiProblem::default()
+                                },
+                                false,
+                                attempt,
+                            )),
+                        };
+                    }
+                    let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    (parse_problem(status, &bytes), retryable)
+                }
+                Err(error) => (network_problem(&error), true),
+            };
+            let delay = self.policy.backoff(attempt);
+            if !retryable || attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.max_elapsed {
+                let action = format!("get an access token (for: {action})");
+                return Err(self.failure(&action, problem, retryable, attempt));
+            }
+            tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, problem = %problem, "token request failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn epoch_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
+}
+
+fn network_problem(error: &reqwest::Error) -> ApiProblem {
+    let kind = if error.is_timeout() {
+        "request timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "connection error"
+    };
+    // The error's own text may carry the URL, which holds no secret here.
+    let mut message = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    ApiProblem {
+        message: Some(message),
+        ..ApiProblem::default()
+    }
+}
+
+/// Reads a Criteo error body (`errors[0]`) or an OAuth error body (`error`).
+pub fn parse_problem(status: StatusCode, body: &[u8]) -> ApiProblem {
+    #[derive(Deserialize, Default)]
+    struct Item {
+        code: Option<String>,
+        title: Option<String>,
+        detail: Option<String>,
+        #[serde(rename = "traceId")]
+        trace_id: Option<String>,
+        #[serde(rename = "traceIdentifier")]
+        trace_identifier: Option<String>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Body {
+        #[serde(default)]
+        errors: Vec<Item>,
+        error: Option<String>,
+        error_description: Option<String>,
+    }
+    let parsed: Body = serde_json::from_slice(body).unwrap_or_default();
+    let mut problem = ApiProblem {
+        status: Some(status.as_u16()),
+        ..ApiProblem::default()
+    };
+    if let Some(item) = parsed.errors.into_iter().next() {
+        problem.code = item.code;
+        problem.title = item.title;
+        problem.detail = item.detail;
+        problem.trace_id = item.trace_id.or(item.trace_identifier);
+    } else if let Some(error) = parsed.error {
+        problem.code = Some(error);
+        problem.detail = parsed.error_description;
+    } else {
+        problem.title = status.canonical_reason().map(str::to_string);
+    }
+    problem
+}
