@@ -15,14 +15,33 @@ use datafusion::arrow::array::StringViewArray;
 const ROWS: usize = 1_000_000;
 
 const FIRST_NAMES: [&str; 12] = [
-    "john", "Marie", "ahmed", "li", "Sofia", "jean-pierre", "o'brien", "Anna", "kenji",
-    "Lucas", "fatima", "ELENA",
+    "john",
+    "Marie",
+    "ahmed",
+    "li",
+    "Sofia",
+    "jean-pierre",
+    "o'brien",
+    "Anna",
+    "kenji",
+    "Lucas",
+    "fatima",
+    "ELENA",
 ];
-const LAST_NAMES: [&str; 10] =
-    ["doe", "Martin", "smith", "Nguyen", "garcia", "MULLER", "rossi", "kowalski", "chen", "silva"];
+const LAST_NAMES: [&str; 10] = [
+    "doe", "Martin", "smith", "Nguyen", "garcia", "MULLER", "rossi", "kowalski", "chen", "silva",
+];
 const DOMAINS: [&str; 10] = [
-    "gmail.com", "Yahoo.fr", "hotmail.com", "outlook.com", "orange.fr", "gmx.de", "icloud.com",
-    "example.co.uk", "free.fr", "company-mail.com",
+    "gmail.com",
+    "Yahoo.fr",
+    "hotmail.com",
+    "outlook.com",
+    "orange.fr",
+    "gmx.de",
+    "icloud.com",
+    "example.co.uk",
+    "free.fr",
+    "company-mail.com",
 ];
 
 /// Small deterministic generator, so every run hashes the same data.
@@ -50,8 +69,11 @@ fn crm_emails() -> StringViewArray {
     for row in 0..ROWS {
         let roll = rng.next() % 100;
         let number = rng.next() % 10_000;
-        let (first, last, domain) =
-            (rng.pick(&FIRST_NAMES), rng.pick(&LAST_NAMES), rng.pick(&DOMAINS));
+        let (first, last, domain) = (
+            rng.pick(&FIRST_NAMES),
+            rng.pick(&LAST_NAMES),
+            rng.pick(&DOMAINS),
+        );
         let value = match roll {
             0 => None,
             1 => Some(format!("{first}.{last}{number}@")),
@@ -82,7 +104,9 @@ fn phone_numbers() -> StringViewArray {
 }
 
 fn normalize(identifier_type: IdentifierType, column: &StringViewArray) -> usize {
-    let options = NormalizeOptions { default_country: Some("FR".into()) };
+    let options = NormalizeOptions {
+        default_country: Some("FR".into()),
+    };
     let mut normalizer = Normalizer::new(identifier_type, &options).unwrap();
     normalizer.push_array(column).unwrap();
     normalizer.finish().set.len()
@@ -103,7 +127,13 @@ fn bench_identifiers(c: &mut Criterion) {
         b.iter(|| normalize(IdentifierType::PhoneNumber, black_box(&phones)))
     });
     group.bench_function("sha256_only", |b| {
-        b.iter(|| emails.iter().flatten().map(|e| sha256(e.as_bytes())[0] as u64).sum::<u64>())
+        b.iter(|| {
+            emails
+                .iter()
+                .flatten()
+                .map(|e| sha256(e.as_bytes())[0] as u64)
+                .sum::<u64>()
+        })
     });
     group.finish();
 }

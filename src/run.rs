@@ -201,7 +201,8 @@ async fn plan_and_deliver(
         != Some(target.id.as_str())
         || previous.manifest.as_ref().and_then(|manifest| manifest.audience_name.as_deref())
             != Some(activation.name.as_str());
-    if acknowledged.any || audience_changed {
+    let failed = delivered.outcomes.iter().any(|outcome| outcome.result.is_err());
+    if acknowledged.any || (audience_changed && !failed) {
         let next = next_snapshot(&previous, &acknowledged);
         let manifest = state
             .commit(

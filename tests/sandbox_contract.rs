@@ -37,7 +37,7 @@ async fn token(http: &Client, sandbox: &Sandbox) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-/// A valid SHA-256-shaped email identifier, distinct for each `i`.
+/// Returns a valid SHA-256-shaped email identifier, distinct for each `i`.
 fn hash(i: usize) -> String {
     format!("{i:064x}")
 }
@@ -86,23 +86,37 @@ async fn amend(
 }
 
 async fn post_json(http: &Client, url: String, token: &str, body: &Value) -> Response {
-    http.post(url).bearer_auth(token).json(body).send().await.unwrap()
+    http.post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Returns the status and the first error code of a Criteo-style error response.
 async fn error_code(response: Response) -> (StatusCode, String) {
     let status = response.status();
     let body: Value = response.json().await.unwrap();
-    let code = body["errors"][0]["code"].as_str().unwrap_or_default().to_owned();
+    let code = body["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     (status, code)
 }
 
 fn epoch_secs_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).map(|value| value.to_str().unwrap())
+    response
+        .headers()
+        .get(name)
+        .map(|value| value.to_str().unwrap())
 }
 
 #[tokio::test]
@@ -114,7 +128,11 @@ async fn token_flow_returns_bearer_token() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert!(body["access_token"].as_str().is_some_and(|token| !token.is_empty()));
+    assert!(
+        body["access_token"]
+            .as_str()
+            .is_some_and(|token| !token.is_empty())
+    );
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
     assert_eq!(body["refresh_token"], Value::Null);
@@ -142,7 +160,10 @@ async fn token_errors_follow_oauth() {
         .unwrap();
 
     assert_eq!(wrong_secret.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(wrong_secret.json::<Value>().await.unwrap()["error"], "invalid_client");
+    assert_eq!(
+        wrong_secret.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
     assert_eq!(unknown_client.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(wrong_grant.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -158,7 +179,10 @@ async fn missing_token_is_401_with_trace_id() {
     let http = Client::new();
 
     let response = http
-        .get(format!("{}/statistics", contact_list_url(&sandbox, AUDIENCE)))
+        .get(format!(
+            "{}/statistics",
+            contact_list_url(&sandbox, AUDIENCE)
+        ))
         .send()
         .await
         .unwrap();
@@ -171,7 +195,9 @@ async fn missing_token_is_401_with_trace_id() {
     assert!(error["traceId"].as_str().is_some_and(|id| id.len() == 32));
     assert_eq!(
         error["instance"],
-        format!("/{VERSION}/marketing-solutions/audience-segments/{AUDIENCE}/contact-list/statistics")
+        format!(
+            "/{VERSION}/marketing-solutions/audience-segments/{AUDIENCE}/contact-list/statistics"
+        )
     );
 }
 
@@ -191,11 +217,17 @@ async fn unknown_token_is_401_invalid() {
 
     assert_eq!(
         error_code(unknown).await,
-        (StatusCode::UNAUTHORIZED, "authorization-token-invalid".to_owned())
+        (
+            StatusCode::UNAUTHORIZED,
+            "authorization-token-invalid".to_owned()
+        )
     );
     assert_eq!(
         error_code(not_bearer).await,
-        (StatusCode::UNAUTHORIZED, "authorization-token-invalid".to_owned())
+        (
+            StatusCode::UNAUTHORIZED,
+            "authorization-token-invalid".to_owned()
+        )
     );
 }
 
@@ -210,12 +242,20 @@ async fn expired_token_is_401_expired() {
     sandbox.expire_tokens();
     let after = http.get(&url).bearer_auth(&token).send().await.unwrap();
     let fresh_token = self::token(&http, &sandbox).await;
-    let renewed = http.get(&url).bearer_auth(&fresh_token).send().await.unwrap();
+    let renewed = http
+        .get(&url)
+        .bearer_auth(&fresh_token)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(before.status(), StatusCode::OK);
     assert_eq!(
         error_code(after).await,
-        (StatusCode::UNAUTHORIZED, "authorization-token-expired".to_owned())
+        (
+            StatusCode::UNAUTHORIZED,
+            "authorization-token-expired".to_owned()
+        )
     );
     assert_eq!(renewed.status(), StatusCode::OK);
 }
@@ -232,7 +272,10 @@ async fn token_expires_after_ttl() {
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let response = http
-        .get(format!("{}/statistics", contact_list_url(&sandbox, AUDIENCE)))
+        .get(format!(
+            "{}/statistics",
+            contact_list_url(&sandbox, AUDIENCE)
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -240,7 +283,10 @@ async fn token_expires_after_ttl() {
 
     assert_eq!(
         error_code(response).await,
-        (StatusCode::UNAUTHORIZED, "authorization-token-expired".to_owned())
+        (
+            StatusCode::UNAUTHORIZED,
+            "authorization-token-expired".to_owned()
+        )
     );
 }
 
@@ -307,10 +353,24 @@ async fn amend_add_remove_round_trip() {
     let mut sent = hashes(0..3);
     sent.push("jkl@gmail".to_owned());
 
-    let added = amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &sent)).await;
+    let added = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &sent),
+    )
+    .await;
     let added_status = added.status();
     let added: Value = added.json().await.unwrap();
-    let removed = amend(&http, &sandbox, &token, AUDIENCE, &amendment("remove", "email", &hashes(0..1))).await;
+    let removed = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("remove", "email", &hashes(0..1)),
+    )
+    .await;
     let removed_status = removed.status();
     let removed: Value = removed.json().await.unwrap();
 
@@ -323,7 +383,12 @@ async fn amend_add_remove_round_trip() {
     assert_eq!(attributes["nbValidIdentifiers"], 3);
     assert_eq!(attributes["nbInvalidIdentifiers"], 1);
     assert_eq!(attributes["sampleInvalidIdentifiers"], json!(["jkl@gmail"]));
-    assert!(attributes["requestDate"].as_str().unwrap().ends_with("+00:00"));
+    assert!(
+        attributes["requestDate"]
+            .as_str()
+            .unwrap()
+            .ends_with("+00:00")
+    );
     assert_eq!(removed_status, StatusCode::OK);
     assert_eq!(removed["data"]["attributes"]["nbValidIdentifiers"], 1);
     assert_eq!(
@@ -404,8 +469,22 @@ async fn amend_accepts_50000_rejects_50001() {
     let http = Client::new();
     let token = token(&http, &sandbox).await;
 
-    let at_limit = amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..50_000))).await;
-    let above_limit = amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..50_001))).await;
+    let at_limit = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..50_000)),
+    )
+    .await;
+    let above_limit = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..50_001)),
+    )
+    .await;
 
     assert_eq!(at_limit.status(), StatusCode::OK);
     assert_eq!(
@@ -432,11 +511,21 @@ async fn body_above_size_limit_is_413() {
     let http = Client::new();
     let token = token(&http, &sandbox).await;
 
-    let response = amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..100))).await;
+    let response = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..100)),
+    )
+    .await;
 
     assert_eq!(
         error_code(response).await,
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large".to_owned())
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large".to_owned()
+        )
     );
 }
 
@@ -446,7 +535,14 @@ async fn unknown_segment_is_404_audience_invalid() {
     let http = Client::new();
     let token = token(&http, &sandbox).await;
 
-    let response = amend(&http, &sandbox, &token, "1", &amendment("add", "email", &hashes(0..1))).await;
+    let response = amend(
+        &http,
+        &sandbox,
+        &token,
+        "1",
+        &amendment("add", "email", &hashes(0..1)),
+    )
+    .await;
 
     assert_eq!(
         error_code(response).await,
@@ -461,11 +557,21 @@ async fn foreign_advertiser_segment_is_403() {
     let http = Client::new();
     let token = token(&http, &sandbox).await;
 
-    let response = amend(&http, &sandbox, &token, &foreign, &amendment("add", "email", &hashes(0..1))).await;
+    let response = amend(
+        &http,
+        &sandbox,
+        &token,
+        &foreign,
+        &amendment("add", "email", &hashes(0..1)),
+    )
+    .await;
 
     assert_eq!(
         error_code(response).await,
-        (StatusCode::FORBIDDEN, "insufficient-advertiser-permissions".to_owned())
+        (
+            StatusCode::FORBIDDEN,
+            "insufficient-advertiser-permissions".to_owned()
+        )
     );
     assert!(sandbox.members(&foreign, "email").is_empty());
 }
@@ -475,19 +581,50 @@ async fn wipe_and_statistics_follow_members() {
     let sandbox = start(SandboxConfig::default()).await;
     let http = Client::new();
     let token = token(&http, &sandbox).await;
-    amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..8))).await;
+    amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..8)),
+    )
+    .await;
     let statistics_url = format!("{}/statistics", contact_list_url(&sandbox, AUDIENCE));
 
-    let before: Value = http.get(&statistics_url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-    let wiped = http.delete(contact_list_url(&sandbox, AUDIENCE)).bearer_auth(&token).send().await.unwrap();
+    let before: Value = http
+        .get(&statistics_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wiped = http
+        .delete(contact_list_url(&sandbox, AUDIENCE))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     let wiped_status = wiped.status();
     let wiped: Value = wiped.json().await.unwrap();
-    let after: Value = http.get(&statistics_url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let after: Value = http
+        .get(&statistics_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     assert_eq!(before["data"]["attributes"]["numberOfIdentifiers"], 8);
     assert_eq!(before["data"]["attributes"]["numberOfMatches"], 6);
     assert_eq!(wiped_status, StatusCode::OK);
-    assert_eq!(wiped["data"], json!({ "id": AUDIENCE, "type": "AudienceContactlist" }));
+    assert_eq!(
+        wiped["data"],
+        json!({ "id": AUDIENCE, "type": "AudienceContactlist" })
+    );
     assert_eq!(after["data"]["attributes"]["numberOfIdentifiers"], 0);
     assert!(sandbox.members(AUDIENCE, "email").is_empty());
 }
@@ -502,12 +639,21 @@ async fn legacy_contactlist_route_is_alias() {
     let added = http
         .patch(&legacy_url)
         .bearer_auth(&token)
-        .json(&amendment("add", "madid", &["3f097372-f01e-4b64-984c-395ae5828ee6".to_owned()]))
+        .json(&amendment(
+            "add",
+            "madid",
+            &["3f097372-f01e-4b64-984c-395ae5828ee6".to_owned()],
+        ))
         .send()
         .await
         .unwrap();
     let members_after_add = sandbox.members(AUDIENCE, "madid").len();
-    let wiped = http.delete(&legacy_url).bearer_auth(&token).send().await.unwrap();
+    let wiped = http
+        .delete(&legacy_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(added.status(), StatusCode::OK);
     assert_eq!(members_after_add, 1);
@@ -530,7 +676,11 @@ async fn rate_limit_answers_429_with_headers() {
     for _ in 0..3 {
         let response = http.get(&url).bearer_auth(&token).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        remaining.push(header(&response, "x-ratelimit-remaining").unwrap().to_owned());
+        remaining.push(
+            header(&response, "x-ratelimit-remaining")
+                .unwrap()
+                .to_owned(),
+        );
     }
     let limited = http.get(&url).bearer_auth(&token).send().await.unwrap();
 
@@ -540,9 +690,15 @@ async fn rate_limit_answers_429_with_headers() {
     assert_eq!(header(&limited, "x-ratelimit-remaining"), Some("0"));
     assert_eq!(header(&limited, "retry-after"), None);
     // Three requests per minute refill one token every 20 seconds.
-    let reset: u64 = header(&limited, "x-ratelimit-reset").unwrap().parse().unwrap();
+    let reset: u64 = header(&limited, "x-ratelimit-reset")
+        .unwrap()
+        .parse()
+        .unwrap();
     let now = epoch_secs_now();
-    assert!((now + 15..=now + 21).contains(&reset), "reset {reset}, now {now}");
+    assert!(
+        (now + 15..=now + 21).contains(&reset),
+        "reset {reset}, now {now}"
+    );
 }
 
 #[tokio::test]
@@ -558,7 +714,10 @@ async fn status_fault_applies_once_to_its_route() {
     let body = amendment("add", "email", &hashes(0..2));
 
     let statistics = http
-        .get(format!("{}/statistics", contact_list_url(&sandbox, AUDIENCE)))
+        .get(format!(
+            "{}/statistics",
+            contact_list_url(&sandbox, AUDIENCE)
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -593,9 +752,15 @@ async fn rate_limit_fault_sends_reset_time() {
     assert_eq!(first.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&first, "x-ratelimit-remaining"), Some("0"));
     assert_eq!(header(&first, "retry-after"), None);
-    let reset: u64 = header(&first, "x-ratelimit-reset").unwrap().parse().unwrap();
+    let reset: u64 = header(&first, "x-ratelimit-reset")
+        .unwrap()
+        .parse()
+        .unwrap();
     let now = epoch_secs_now();
-    assert!((now + 28..=now + 31).contains(&reset), "reset {reset}, now {now}");
+    assert!(
+        (now + 28..=now + 31).contains(&reset),
+        "reset {reset}, now {now}"
+    );
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(third.status(), StatusCode::OK);
 }
@@ -682,11 +847,21 @@ async fn expire_tokens_fault_expires_current_tokens() {
     let token = token(&http, &sandbox).await;
 
     sandbox.inject(Fault::ExpireTokens);
-    let response = amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..1))).await;
+    let response = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..1)),
+    )
+    .await;
 
     assert_eq!(
         error_code(response).await,
-        (StatusCode::UNAUTHORIZED, "authorization-token-expired".to_owned())
+        (
+            StatusCode::UNAUTHORIZED,
+            "authorization-token-expired".to_owned()
+        )
     );
     assert!(sandbox.armed_faults().is_empty());
 }
@@ -710,10 +885,26 @@ async fn admin_routes_inject_and_inspect() {
         .send()
         .await
         .unwrap();
-    let faulted = amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..2))).await;
-    amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..2))).await;
+    let faulted = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..2)),
+    )
+    .await;
+    amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..2)),
+    )
+    .await;
     let members: Value = http
-        .get(format!("{admin}/audiences/{AUDIENCE}/members?identifier_type=email"))
+        .get(format!(
+            "{admin}/audiences/{AUDIENCE}/members?identifier_type=email"
+        ))
         .send()
         .await
         .unwrap()
@@ -728,8 +919,19 @@ async fn admin_routes_inject_and_inspect() {
         .json()
         .await
         .unwrap();
-    let expired = http.post(format!("{admin}/expire-tokens")).send().await.unwrap();
-    let after_expiry = amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..1))).await;
+    let expired = http
+        .post(format!("{admin}/expire-tokens"))
+        .send()
+        .await
+        .unwrap();
+    let after_expiry = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..1)),
+    )
+    .await;
 
     assert_eq!(injected.status(), StatusCode::NO_CONTENT);
     assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
@@ -749,7 +951,14 @@ async fn request_log_records_amendments() {
     let token = token(&http, &sandbox).await;
     let sent = vec![hash(2), hash(1), "bad".to_owned()];
 
-    amend(&http, &sandbox, &token, AUDIENCE, &amendment("remove", "email", &sent)).await;
+    amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("remove", "email", &sent),
+    )
+    .await;
 
     let requests = sandbox.requests();
     assert_eq!(requests.len(), 2);
@@ -780,7 +989,14 @@ async fn request_log_can_skip_identifiers() {
     let http = Client::new();
     let token = token(&http, &sandbox).await;
 
-    amend(&http, &sandbox, &token, AUDIENCE, &amendment("add", "email", &hashes(0..5))).await;
+    amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..5)),
+    )
+    .await;
 
     let amendment = sandbox.requests().pop().unwrap();
     assert_eq!(amendment.identifier_count, 5);
@@ -803,10 +1019,16 @@ async fn retail_media_add_remove_keeps_int64_id() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
-    assert!(text.contains(r#""contactListId":568708742535471104"#), "{text}");
+    assert!(
+        text.contains(r#""contactListId":568708742535471104"#),
+        "{text}"
+    );
     let parsed: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(parsed["type"], "AddRemoveContactlistResult");
-    assert_eq!(parsed["data"]["contactListId"].as_i64(), Some(568_708_742_535_471_104));
+    assert_eq!(
+        parsed["data"]["contactListId"].as_i64(),
+        Some(568_708_742_535_471_104)
+    );
     assert_eq!(parsed["data"]["identifierType"], "Email");
     assert_eq!(parsed["data"]["nbValidIdentifiers"], 2);
     assert!(parsed["data"].get("attributes").is_none());
@@ -821,27 +1043,51 @@ async fn retail_media_create_amend_clear() {
     let create = json!({ "data": [ { "type": "AudienceSegment", "attributes": {
         "retailerId": "299", "name": "loyalty-gold", "contactList": { "identifierType": "CustomerId" } } } ] });
 
-    let created: Value = post_json(&http, api_url(&sandbox, "retail-media/accounts/777/audience-segments/create"), &token, &create)
+    let created: Value = post_json(
+        &http,
+        api_url(
+            &sandbox,
+            "retail-media/accounts/777/audience-segments/create",
+        ),
+        &token,
+        &create,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = created["data"][0]["id"].as_str().unwrap().to_owned();
+    let amend_url = api_url(
+        &sandbox,
+        &format!("retail-media/audience-segments/{id}/contact-list/add-remove"),
+    );
+    // Without identifierType the segment's own type applies.
+    let body = json!({ "data": { "attributes": { "operation": "add", "identifiers": ["C-100234", "C-100871"] } } });
+    let amended: Value = post_json(&http, amend_url, &token, &body)
         .await
         .json()
         .await
         .unwrap();
-    let id = created["data"][0]["id"].as_str().unwrap().to_owned();
-    let amend_url = api_url(&sandbox, &format!("retail-media/audience-segments/{id}/contact-list/add-remove"));
-    // Without identifierType the segment's own type applies.
-    let body = json!({ "data": { "attributes": { "operation": "add", "identifiers": ["C-100234", "C-100871"] } } });
-    let amended: Value = post_json(&http, amend_url, &token, &body).await.json().await.unwrap();
     let members = sandbox.members(&id, "CustomerId");
     let cleared = http
-        .post(api_url(&sandbox, &format!("retail-media/audience-segments/{id}/contact-list/clear")))
+        .post(api_url(
+            &sandbox,
+            &format!("retail-media/audience-segments/{id}/contact-list/clear"),
+        ))
         .bearer_auth(&token)
         .send()
         .await
         .unwrap();
 
     assert_eq!(id, "568708742535471105");
-    assert_eq!(created["data"][0]["attributes"]["contactList"]["identifierType"], "CustomerId");
-    assert_eq!(amended["data"]["contactListId"].as_i64(), Some(568_708_742_535_471_105));
+    assert_eq!(
+        created["data"][0]["attributes"]["contactList"]["identifierType"],
+        "CustomerId"
+    );
+    assert_eq!(
+        amended["data"]["contactListId"].as_i64(),
+        Some(568_708_742_535_471_105)
+    );
     assert_eq!(amended["data"]["identifierType"], "CustomerId");
     assert_eq!(members.len(), 2);
     assert_eq!(cleared.status(), StatusCode::NO_CONTENT);
@@ -865,23 +1111,34 @@ async fn retail_media_foreign_account_is_403() {
     let sandbox = start(config).await;
     let http = Client::new();
     let response = request_token(&http, &sandbox, "other", "other-secret").await;
-    let token = response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
-    let url = api_url(&sandbox, &format!("retail-media/audience-segments/{RETAIL_SEGMENT}/contact-list/add-remove"));
+    let token = response.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = api_url(
+        &sandbox,
+        &format!("retail-media/audience-segments/{RETAIL_SEGMENT}/contact-list/add-remove"),
+    );
     let body = json!({ "data": { "attributes": { "operation": "add", "identifierType": "Email", "identifiers": hashes(0..1) } } });
 
     let response = post_json(&http, url, &token, &body).await;
 
     assert_eq!(
         error_code(response).await,
-        (StatusCode::FORBIDDEN, "insufficient-account-permissions".to_owned())
+        (
+            StatusCode::FORBIDDEN,
+            "insufficient-account-permissions".to_owned()
+        )
     );
 }
 
 fn create_body(names: &[&str]) -> Value {
     let items: Vec<Value> = names
         .iter()
-        .map(|name| json!({ "type": "AudienceSegment", "attributes": {
-            "advertiserId": "12345", "name": name, "description": "Synced", "contactList": {} } }))
+        .map(|name| {
+            json!({ "type": "AudienceSegment", "attributes": {
+            "advertiserId": "12345", "name": name, "description": "Synced", "contactList": {} } })
+        })
         .collect();
     json!({ "data": items })
 }
@@ -903,7 +1160,12 @@ async fn create_returns_contact_list_segment() {
     assert_eq!(segment["attributes"]["advertiserId"], "12345");
     assert_eq!(segment["attributes"]["contactList"]["isReadOnly"], false);
     assert_eq!(body["errors"], json!([]));
-    assert!(sandbox.audiences().iter().any(|audience| audience.name == "vip"));
+    assert!(
+        sandbox
+            .audiences()
+            .iter()
+            .any(|audience| audience.name == "vip")
+    );
 }
 
 #[tokio::test]
@@ -933,7 +1195,13 @@ async fn duplicate_name_create_can_warn() {
     let token = token(&http, &sandbox).await;
     let url = api_url(&sandbox, "marketing-solutions/audience-segments/create");
 
-    let response = post_json(&http, url, &token, &create_body(&["Sandbox audience", "new"])).await;
+    let response = post_json(
+        &http,
+        url,
+        &token,
+        &create_body(&["Sandbox audience", "new"]),
+    )
+    .await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
@@ -950,9 +1218,27 @@ async fn create_validation_and_permissions() {
     let url = api_url(&sandbox, "marketing-solutions/audience-segments/create");
     let with = |attributes: Value| json!({ "data": [ { "attributes": attributes } ] });
 
-    let empty_name = post_json(&http, url.clone(), &token, &with(json!({ "advertiserId": "12345", "name": " ", "contactList": {} }))).await;
-    let no_contact_list = post_json(&http, url.clone(), &token, &with(json!({ "advertiserId": "12345", "name": "x" }))).await;
-    let foreign = post_json(&http, url, &token, &with(json!({ "advertiserId": "99999", "name": "x", "contactList": {} }))).await;
+    let empty_name = post_json(
+        &http,
+        url.clone(),
+        &token,
+        &with(json!({ "advertiserId": "12345", "name": " ", "contactList": {} })),
+    )
+    .await;
+    let no_contact_list = post_json(
+        &http,
+        url.clone(),
+        &token,
+        &with(json!({ "advertiserId": "12345", "name": "x" })),
+    )
+    .await;
+    let foreign = post_json(
+        &http,
+        url,
+        &token,
+        &with(json!({ "advertiserId": "99999", "name": "x", "contactList": {} })),
+    )
+    .await;
 
     assert_eq!(
         error_code(empty_name).await,
@@ -964,7 +1250,10 @@ async fn create_validation_and_permissions() {
     );
     assert_eq!(
         error_code(foreign).await,
-        (StatusCode::FORBIDDEN, "insufficient-advertiser-permissions".to_owned())
+        (
+            StatusCode::FORBIDDEN,
+            "insufficient-advertiser-permissions".to_owned()
+        )
     );
 }
 
@@ -979,12 +1268,27 @@ async fn update_requires_description_wrapper() {
             "attributes": { "name": "renamed", "description": description } } ] })
     };
 
-    let bare = http.patch(&url).bearer_auth(&token).json(&update(json!("text"))).send().await.unwrap();
-    let wrapped = http.patch(&url).bearer_auth(&token).json(&update(json!({ "value": "text" }))).send().await.unwrap();
+    let bare = http
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&update(json!("text")))
+        .send()
+        .await
+        .unwrap();
+    let wrapped = http
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&update(json!({ "value": "text" })))
+        .send()
+        .await
+        .unwrap();
     let wrapped_status = wrapped.status();
     let wrapped: Value = wrapped.json().await.unwrap();
 
-    assert_eq!(error_code(bare).await, (StatusCode::BAD_REQUEST, "invalid".to_owned()));
+    assert_eq!(
+        error_code(bare).await,
+        (StatusCode::BAD_REQUEST, "invalid".to_owned())
+    );
     assert_eq!(wrapped_status, StatusCode::OK);
     assert_eq!(wrapped["data"][0]["attributes"]["name"], "renamed");
     assert_eq!(wrapped["data"][0]["attributes"]["description"], "text");
@@ -1027,12 +1331,20 @@ async fn search_pages_with_meta() {
     let mut names = Vec::new();
     let mut offset = 0;
     loop {
-        let page: Value = post_json(&http, format!("{url}?limit=2&offset={offset}"), &token, &filter)
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(page["meta"], json!({ "totalItems": 5, "limit": 2, "offset": offset }));
+        let page: Value = post_json(
+            &http,
+            format!("{url}?limit=2&offset={offset}"),
+            &token,
+            &filter,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            page["meta"],
+            json!({ "totalItems": 5, "limit": 2, "offset": offset })
+        );
         for item in page["data"].as_array().unwrap() {
             names.push(item["attributes"]["name"].as_str().unwrap().to_owned());
         }
@@ -1057,11 +1369,43 @@ async fn delete_removes_segment() {
     let token = token(&http, &sandbox).await;
     let body = json!({ "data": [ { "id": AUDIENCE, "type": "AudienceSegment", "attributes": {} }, { "id": "1" } ] });
 
-    let response = post_json(&http, api_url(&sandbox, "marketing-solutions/audience-segments/delete"), &token, &body).await;
+    let response = post_json(
+        &http,
+        api_url(&sandbox, "marketing-solutions/audience-segments/delete"),
+        &token,
+        &body,
+    )
+    .await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["data"][0]["id"], AUDIENCE);
     assert_eq!(body["warnings"][0]["code"], "segment-not-found");
     assert!(sandbox.audiences().is_empty());
+}
+
+#[tokio::test]
+async fn early_errors_on_large_body_are_readable() {
+    let sandbox = start(SandboxConfig::default()).await;
+    let http = Client::new();
+    let token = token(&http, &sandbox).await;
+    let body = amendment("add", "email", &hashes(0..50_000));
+
+    sandbox.inject(Fault::Status {
+        status: 500,
+        count: 1,
+        route: Some(RouteKind::Amend),
+    });
+    let faulted = amend(&http, &sandbox, &token, AUDIENCE, &body).await;
+    sandbox.expire_tokens();
+    let expired = amend(&http, &sandbox, &token, AUDIENCE, &body).await;
+
+    assert_eq!(faulted.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        error_code(expired).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            "authorization-token-expired".to_owned()
+        )
+    );
 }

@@ -28,7 +28,11 @@ fn is_uuid(bytes: &[u8]) -> bool {
     const HYPHENS: [usize; 4] = [8, 13, 18, 23];
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, b)| {
-            if HYPHENS.contains(&i) { *b == b'-' } else { b.is_ascii_hexdigit() }
+            if HYPHENS.contains(&i) {
+                *b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
         })
 }
 
@@ -38,7 +42,11 @@ fn is_uuid(bytes: &[u8]) -> bool {
 /// nothing beyond trimming is checked or changed.
 pub(super) fn trim_identifier(raw: &str) -> Result<&str, InvalidReason> {
     let value = trim(raw);
-    if value.is_empty() { Err(InvalidReason::Empty) } else { Ok(value) }
+    if value.is_empty() {
+        Err(InvalidReason::Empty)
+    } else {
+        Ok(value)
+    }
 }
 
 #[cfg(test)]
@@ -55,24 +63,54 @@ mod tests {
     fn madid_lower_cased() {
         let lower = "3f097372-f01e-4b64-984c-395ae5828ee6";
         assert_eq!(madid(lower).as_deref(), Ok(lower));
-        assert_eq!(madid("3F097372-F01E-4B64-984C-395AE5828EE6").as_deref(), Ok(lower));
-        assert_eq!(madid("\u{FEFF} 3F097372-f01e-4B64-984c-395AE5828EE6\n").as_deref(), Ok(lower));
+        assert_eq!(
+            madid("3F097372-F01E-4B64-984C-395AE5828EE6").as_deref(),
+            Ok(lower)
+        );
+        assert_eq!(
+            madid("\u{FEFF} 3F097372-f01e-4B64-984c-395AE5828EE6\n").as_deref(),
+            Ok(lower)
+        );
     }
 
     #[test]
     fn madid_rejects() {
         let cases = [
             ("", InvalidReason::Empty),
-            ("{3f097372-f01e-4b64-984c-395ae5828ee6}", InvalidReason::NotAUuid),
+            (
+                "{3f097372-f01e-4b64-984c-395ae5828ee6}",
+                InvalidReason::NotAUuid,
+            ),
             ("3f097372f01e4b64984c395ae5828ee6", InvalidReason::NotAUuid),
-            ("3f097372-f01e-4b64-984c-395ae5828ee", InvalidReason::NotAUuid),
-            ("3f097372-f01e-4b64-984c-395ae5828ee6a", InvalidReason::NotAUuid),
-            ("3f097372-f01e-4b64-984c_395ae5828ee6", InvalidReason::NotAUuid),
-            ("3f097372-f01e-4b64-984c-395ae5828eg6", InvalidReason::NotAUuid),
-            ("3f097372 f01e-4b64-984c-395ae5828ee6", InvalidReason::NotAUuid),
-            ("3f097372-f01e-4b64-984c-395ae5828e\u{00E9}", InvalidReason::NotAUuid),
+            (
+                "3f097372-f01e-4b64-984c-395ae5828ee",
+                InvalidReason::NotAUuid,
+            ),
+            (
+                "3f097372-f01e-4b64-984c-395ae5828ee6a",
+                InvalidReason::NotAUuid,
+            ),
+            (
+                "3f097372-f01e-4b64-984c_395ae5828ee6",
+                InvalidReason::NotAUuid,
+            ),
+            (
+                "3f097372-f01e-4b64-984c-395ae5828eg6",
+                InvalidReason::NotAUuid,
+            ),
+            (
+                "3f097372 f01e-4b64-984c-395ae5828ee6",
+                InvalidReason::NotAUuid,
+            ),
+            (
+                "3f097372-f01e-4b64-984c-395ae5828e\u{00E9}",
+                InvalidReason::NotAUuid,
+            ),
             ("not a device id", InvalidReason::NotAUuid),
-            ("00000000-0000-0000-0000-000000000000", InvalidReason::ZeroUuid),
+            (
+                "00000000-0000-0000-0000-000000000000",
+                InvalidReason::ZeroUuid,
+            ),
         ];
         for (raw, reason) in cases {
             assert_eq!(madid(raw), Err(reason), "{raw:?}");

@@ -57,13 +57,22 @@ mod tests {
     fn sha256_known_vectors() {
         // Checked with `printf %s VALUE | sha256sum` (GNU coreutils).
         let vectors = [
-            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (
+                "",
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+            (
+                "abc",
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
             (
                 "john.doe@gmail.com",
                 "375320dd9ae7ed408002f3768e16cb5f28c861062fd50dff9a3bff62e9dce4ef",
             ),
-            ("+33612345678", "42d573cfc315801d4cd8eddd5416b416a0bf298b9b9e12d6b07442c91db42bd8"),
+            (
+                "+33612345678",
+                "42d573cfc315801d4cd8eddd5416b416a0bf298b9b9e12d6b07442c91db42bd8",
+            ),
         ];
         for (input, expected) in vectors {
             assert_eq!(hex(&sha256(input.as_bytes())), expected, "{input:?}");

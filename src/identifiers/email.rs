@@ -8,7 +8,7 @@ use super::{InvalidReason, Normalized, digest::parse_hex_digest, is_blank, trim}
 ///
 /// Returns [`Normalized::Digest`] and leaves `out` empty when the trimmed value is 64 hex
 /// digits, which is taken as a SHA-256 computed upstream. Otherwise the address is checked
-/// and `out` holds the text to hash.
+/// and `out` contains the text to hash.
 pub(super) fn normalize_email(raw: &str, out: &mut String) -> Result<Normalized, InvalidReason> {
     out.clear();
     let value = trim(raw);
@@ -33,7 +33,7 @@ pub(super) fn normalize_email(raw: &str, out: &mut String) -> Result<Normalized,
 /// Writes NFC(lower-case(NFC(value))) to `out`.
 ///
 /// Lower-casing an NFC string can leave a sequence that composes further, so NFC runs again
-/// afterwards; that makes normalizing an already normalized address a no-op.
+/// afterwards. That makes normalizing an already normalized address a no-op.
 fn fold_unicode(value: &str, out: &mut String) {
     let composed: String = value.nfc().collect();
     let lower = composed.to_lowercase();
@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn email_keeps_dots_and_tags() {
-        assert_eq!(email_text("John.Doe+News@Gmail.com").unwrap(), "john.doe+news@gmail.com");
+        assert_eq!(
+            email_text("John.Doe+News@Gmail.com").unwrap(),
+            "john.doe+news@gmail.com"
+        );
         assert_ne!(email_hash("johndoe@gmail.com").unwrap(), JOHN);
     }
 
@@ -129,8 +132,14 @@ mod tests {
 
     #[test]
     fn email_unicode_lower_case() {
-        assert_eq!(email_text("\u{00C9}LODIE@EXEMPLE.FR").unwrap(), "\u{00E9}lodie@exemple.fr");
-        assert_eq!(email_text("\u{0130}pek@\u{00D6}rnek.com").unwrap(), "i\u{0307}pek@\u{00F6}rnek.com");
+        assert_eq!(
+            email_text("\u{00C9}LODIE@EXEMPLE.FR").unwrap(),
+            "\u{00E9}lodie@exemple.fr"
+        );
+        assert_eq!(
+            email_text("\u{0130}pek@\u{00D6}rnek.com").unwrap(),
+            "i\u{0307}pek@\u{00F6}rnek.com"
+        );
     }
 
     #[test]
@@ -139,7 +148,10 @@ mod tests {
             ("", InvalidReason::Empty),
             (" \u{00A0}\u{FEFF}", InvalidReason::Empty),
             ("john doe@gmail.com", InvalidReason::InnerWhitespace),
-            ("john.doe@gmail.com\u{00A0}x", InvalidReason::InnerWhitespace),
+            (
+                "john.doe@gmail.com\u{00A0}x",
+                InvalidReason::InnerWhitespace,
+            ),
             ("john.doe@gmail .com", InvalidReason::InnerWhitespace),
             ("john.doe\u{FEFF}@gmail.com", InvalidReason::InnerWhitespace),
             ("john.doe.gmail.com", InvalidReason::Malformed),
@@ -167,7 +179,13 @@ mod tests {
     #[test]
     fn email_near_hex_rejected() {
         assert_eq!(email_hash(&JOHN[..63]), Err(InvalidReason::Malformed));
-        assert_eq!(email_hash(&format!("{JOHN}a")), Err(InvalidReason::Malformed));
-        assert_eq!(email_hash(&JOHN.replacen('d', "x", 1)), Err(InvalidReason::Malformed));
+        assert_eq!(
+            email_hash(&format!("{JOHN}a")),
+            Err(InvalidReason::Malformed)
+        );
+        assert_eq!(
+            email_hash(&JOHN.replacen('d', "x", 1)),
+            Err(InvalidReason::Malformed)
+        );
     }
 }

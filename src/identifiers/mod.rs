@@ -1,9 +1,9 @@
 //! Normalization and hashing of member identifiers read from Arrow columns.
 //!
-//! A [`Normalizer`] reads one identifier type from one or more Arrow columns, writes each
-//! value in the canonical form Criteo matches on, hashes the types Criteo takes hashed, and
-//! [`Normalizer::finish`] returns the sorted, deduplicated [`IdentifierSet`] with counts of
-//! null and invalid values. The rules per type:
+//! A [`Normalizer`] reads one identifier type from one or more Arrow columns. It writes
+//! each value in the canonical form Criteo matches on and hashes the types Criteo takes
+//! hashed. [`Normalizer::finish`] then returns the sorted, deduplicated [`IdentifierSet`]
+//! with counts of null and invalid values. The rules per type:
 //!
 //! | type | normalization | sent as |
 //! |---|---|---|
@@ -58,7 +58,7 @@ pub enum IdentifierType {
     /// Criteo user id from Criteo's GUM cookie sync, sent in clear.
     #[serde(rename = "gum")]
     Gum,
-    /// Retailer's own customer id, sent in clear; Retail Media customer lists only.
+    /// Retailer's own customer id, sent in clear to Retail Media customer lists only.
     #[serde(rename = "customerid")]
     CustomerId,
     /// Phone number, sent as the SHA-256 of its E.164 form.
@@ -89,7 +89,7 @@ impl IdentifierType {
         }
     }
 
-    /// Parses a configuration name; the match is exact and case-sensitive.
+    /// Parses a configuration name, matching it exactly and case-sensitively.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.config_name() == name)
     }
@@ -185,8 +185,8 @@ pub enum InvalidReason {
     InnerWhitespace,
     /// Mobile advertising id that is not a UUID `8-4-4-4-12` in hex.
     NotAUuid,
-    /// Mobile advertising id made of zeros only, which iOS and Android report when the user
-    /// has limited ad tracking; it is shared by all such users.
+    /// Mobile advertising id made of zeros only. iOS and Android report it for every user
+    /// who limited ad tracking, so it identifies nobody.
     ZeroUuid,
     /// Phone number with a character other than digits, a leading `+`, whitespace, `.`,
     /// `-`, `/`, `(` or `)`.
@@ -291,7 +291,10 @@ mod tests {
 
     #[test]
     fn hashed_types() {
-        let hashed: Vec<_> = IdentifierType::ALL.into_iter().filter(|t| t.is_hashed()).collect();
+        let hashed: Vec<_> = IdentifierType::ALL
+            .into_iter()
+            .filter(|t| t.is_hashed())
+            .collect();
         assert_eq!(hashed, [IdentifierType::Email, IdentifierType::PhoneNumber]);
     }
 
@@ -306,6 +309,10 @@ mod tests {
     #[test]
     fn trim_unicode_blanks() {
         assert_eq!(trim("\u{FEFF}\u{00A0}\u{2003}\u{3000} a b \t\r\n"), "a b");
-        assert_eq!(trim("\u{200B}a"), "\u{200B}a", "zero-width space is not whitespace");
+        assert_eq!(
+            trim("\u{200B}a"),
+            "\u{200B}a",
+            "zero-width space is not whitespace"
+        );
     }
 }

@@ -4,8 +4,8 @@ use std::fmt::{self, Display, Write};
 
 use datafusion::arrow::array::{Array, ArrayAccessor, ArrayIter, AsArray, PrimitiveArray};
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 
 use super::phone::{Numbering, normalize_phone};
@@ -27,7 +27,7 @@ const STRING_AND_INTEGER_TYPES: &str =
 pub struct Normalizer {
     identifier_type: IdentifierType,
     default_country: Option<&'static Numbering>,
-    /// Normalized text of the current value; reused across values.
+    /// Normalized text of the current value, reused across values.
     buffer: String,
     hashed: Vec<[u8; 32]>,
     clear: Vec<Box<str>>,
@@ -41,7 +41,7 @@ impl Normalizer {
     /// Creates a normalizer for `identifier_type`.
     ///
     /// Fails when `options.default_country` is set but is not an ISO 3166-1 alpha-2 code of
-    /// a region with a telephone calling code; it is checked for every type, so a typo is
+    /// a region with a telephone calling code. The check runs for every type, so a typo is
     /// reported even before phone numbers are mapped.
     pub fn new(
         identifier_type: IdentifierType,
@@ -50,7 +50,9 @@ impl Normalizer {
         let default_country = match &options.default_country {
             None => None,
             Some(code) => Some(Numbering::for_region(code).ok_or_else(|| {
-                IdentifierError::UnknownDefaultCountry { value: code.clone() }
+                IdentifierError::UnknownDefaultCountry {
+                    value: code.clone(),
+                }
             })?),
         };
 
@@ -72,6 +74,13 @@ impl Normalizer {
     /// columns (rendered as decimal text) for identityLink, gum and customerid. Nulls are
     /// counted as missing values.
     pub fn push_array(&mut self, array: &dyn Array) -> Result<(), IdentifierError> {
+        let non_null = array.len() - array.null_count();
+        if self.identifier_type.is_hashed() {
+            self.hashed.reserve(non_null);
+        } else {
+            self.clear.reserve(non_null);
+        }
+
         match array.data_type() {
             DataType::Utf8 => self.push_strings(array.as_string::<i32>()),
             DataType::LargeUtf8 => self.push_strings(array.as_string::<i64>()),
@@ -162,7 +171,8 @@ impl Normalizer {
         }
     }
 
-    /// Appends integer identifiers as decimal text; they are never empty, so never invalid.
+    /// Appends integer identifiers as decimal text, which is never empty and so never
+    /// invalid.
     fn push_integers<T>(&mut self, array: &PrimitiveArray<T>)
     where
         T: ArrowPrimitiveType,
@@ -175,7 +185,7 @@ impl Normalizer {
             };
             self.values += 1;
             self.buffer.clear();
-            // Writing to a String cannot fail.
+            // `fmt::Write` for `String` never returns an error.
             let _ = write!(self.buffer, "{value}");
             self.clear.push(self.buffer.as_str().into());
         }
@@ -226,7 +236,9 @@ mod tests {
     const JOHN: &str = "375320dd9ae7ed408002f3768e16cb5f28c861062fd50dff9a3bff62e9dce4ef";
 
     fn normalize(t: IdentifierType, columns: &[ArrayRef]) -> NormalizedIdentifiers {
-        let options = NormalizeOptions { default_country: Some("FR".into()) };
+        let options = NormalizeOptions {
+            default_country: Some("FR".into()),
+        };
         let mut normalizer = Normalizer::new(t, &options).unwrap();
         for column in columns {
             normalizer.push_array(column.as_ref()).unwrap();
@@ -252,7 +264,10 @@ mod tests {
         ]);
         let result = normalize(IdentifierType::Email, &[column]);
 
-        assert_eq!(result.set, IdentifierSet::Hashed(vec![parse_hex_digest(JOHN).unwrap()]));
+        assert_eq!(
+            result.set,
+            IdentifierSet::Hashed(vec![parse_hex_digest(JOHN).unwrap()])
+        );
         assert_eq!(result.values, 6);
         assert_eq!(result.nulls, 2);
         assert_eq!(result.invalid.get("inner_whitespace"), Some(&1));
@@ -303,11 +318,14 @@ mod tests {
 
     #[test]
     fn phone_column_default_country() {
-        let column = strings(&[Some("06 12 34 56 78"), Some("+33 6 12 34 56 78"), Some("12")]);
+        let column = strings(&[
+            Some("06 12 34 56 78"),
+            Some("+33 6 12 34 56 78"),
+            Some("12"),
+        ]);
         let result = normalize(IdentifierType::PhoneNumber, &[column]);
-        let expected = parse_hex_digest(
-            "42d573cfc315801d4cd8eddd5416b416a0bf298b9b9e12d6b07442c91db42bd8",
-        );
+        let expected =
+            parse_hex_digest("42d573cfc315801d4cd8eddd5416b416a0bf298b9b9e12d6b07442c91db42bd8");
         assert_eq!(result.set, IdentifierSet::Hashed(vec![expected.unwrap()]));
         assert_eq!(result.invalid.get("wrong_length"), Some(&1));
     }
@@ -316,7 +334,9 @@ mod tests {
     fn phone_without_default() {
         let mut normalizer =
             Normalizer::new(IdentifierType::PhoneNumber, &NormalizeOptions::default()).unwrap();
-        normalizer.push_array(&StringArray::from(vec!["06 12 34 56 78"])).unwrap();
+        normalizer
+            .push_array(&StringArray::from(vec!["06 12 34 56 78"]))
+            .unwrap();
         let result = normalizer.finish();
         assert!(result.set.is_empty());
         assert_eq!(result.invalid.get("no_country_code"), Some(&1));
@@ -325,9 +345,14 @@ mod tests {
     #[test]
     fn unknown_default_country() {
         for value in ["France", "XX", "", "001"] {
-            let options = NormalizeOptions { default_country: Some(value.into()) };
+            let options = NormalizeOptions {
+                default_country: Some(value.into()),
+            };
             let error = Normalizer::new(IdentifierType::PhoneNumber, &options).unwrap_err();
-            assert!(matches!(error, IdentifierError::UnknownDefaultCountry { .. }), "{value}");
+            assert!(
+                matches!(error, IdentifierError::UnknownDefaultCountry { .. }),
+                "{value}"
+            );
             let message = error.to_string();
             assert!(message.contains(&format!("{value:?}")), "{message}");
             assert!(message.contains("ISO 3166-1 alpha-2"), "{message}");
@@ -351,7 +376,11 @@ mod tests {
     fn integer_ids() {
         let signed: ArrayRef = Arc::new(Int64Array::from(vec![Some(42), None, Some(-7), Some(42)]));
         let unsigned: ArrayRef = Arc::new(UInt32Array::from(vec![7, 42]));
-        for t in [IdentifierType::CustomerId, IdentifierType::Gum, IdentifierType::IdentityLink] {
+        for t in [
+            IdentifierType::CustomerId,
+            IdentifierType::Gum,
+            IdentifierType::IdentityLink,
+        ] {
             let result = normalize(t, &[signed.clone(), unsigned.clone()]);
             let expected: Vec<Box<str>> = vec!["-7".into(), "42".into(), "7".into()];
             assert_eq!(result.set, IdentifierSet::Clear(expected), "{t}");
@@ -373,9 +402,21 @@ mod tests {
         let integers: ArrayRef = Arc::new(Int64Array::from(vec![1]));
         let booleans: ArrayRef = Arc::new(BooleanArray::from(vec![true]));
         let cases = [
-            (IdentifierType::Email, &integers, "Utf8, LargeUtf8 and Utf8View"),
-            (IdentifierType::PhoneNumber, &integers, "Utf8, LargeUtf8 and Utf8View"),
-            (IdentifierType::Madid, &integers, "Utf8, LargeUtf8 and Utf8View"),
+            (
+                IdentifierType::Email,
+                &integers,
+                "Utf8, LargeUtf8 and Utf8View",
+            ),
+            (
+                IdentifierType::PhoneNumber,
+                &integers,
+                "Utf8, LargeUtf8 and Utf8View",
+            ),
+            (
+                IdentifierType::Madid,
+                &integers,
+                "Utf8, LargeUtf8 and Utf8View",
+            ),
             (IdentifierType::CustomerId, &booleans, "UInt64"),
         ];
         for (t, column, accepted) in cases {
@@ -383,7 +424,10 @@ mod tests {
             let error = normalizer.push_array(column.as_ref()).unwrap_err();
             let message = error.to_string();
             assert!(message.contains(t.config_name()), "{message}");
-            assert!(message.contains(&column.data_type().to_string()), "{message}");
+            assert!(
+                message.contains(&column.data_type().to_string()),
+                "{message}"
+            );
             assert!(message.contains(accepted), "{message}");
         }
     }
@@ -403,7 +447,10 @@ mod tests {
         assert!(!printed.contains("person"), "{printed}");
         let mut hex = Vec::new();
         write_hex(&sha256(b"secret.person@example.com"), &mut hex);
-        assert!(!printed.contains(&String::from_utf8(hex).unwrap()[..16]), "{printed}");
+        assert!(
+            !printed.contains(&String::from_utf8(hex).unwrap()[..16]),
+            "{printed}"
+        );
     }
 
     #[test]
@@ -422,8 +469,11 @@ mod tests {
     }
 
     fn blank() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop::sample::select(vec![' ', '\t', '\u{A0}', '\u{3000}', '\u{FEFF}']), 0..3)
-            .prop_map(|chars| chars.into_iter().collect())
+        prop::collection::vec(
+            prop::sample::select(vec![' ', '\t', '\u{A0}', '\u{3000}', '\u{FEFF}']),
+            0..3,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
     }
 
     proptest! {

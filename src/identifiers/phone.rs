@@ -1,7 +1,7 @@
 //! Phone numbers: parsing written forms into E.164 (`+`, calling code, national number).
 //!
 //! A number is international when it starts with `+` or with the `00` international call
-//! prefix; its calling code is then read from its first one to three digits. Any other
+//! prefix, and its calling code is then read from its first one to three digits. Any other
 //! number is national and belongs to the configured default country. In both cases a
 //! leading trunk prefix (the `0` of `06 12 34 56 78` in France, the `1` of `1 415 555 2671`
 //! in the US, also written as `+44 (0)20 ...`) is dropped when what remains is a valid
@@ -24,7 +24,7 @@ use std::fmt::Write;
 use super::calling_codes::{CALLING_CODES, REGIONS};
 use super::{InvalidReason, Normalized, digest::parse_hex_digest, is_blank, trim};
 
-/// Longest digit sequence examined: 15 digits of E.164, a two-digit international prefix
+/// Maximum number of digits read: the 15 of E.164, a two-digit international prefix
 /// (`00`), a trunk prefix of up to two digits and one spare.
 const MAX_DIGITS: usize = 20;
 
@@ -32,7 +32,7 @@ const MAX_DIGITS: usize = 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Numbering {
     calling_code: u16,
-    /// Digits dialled before a national number inside the country; empty when none.
+    /// Digits dialled before a national number inside the country, empty when none.
     trunk_prefix: &'static [u8],
     /// Entry `d` has bit `n` set when national significant numbers starting with digit `d`
     /// may have `n` digits.
@@ -45,19 +45,29 @@ impl Numbering {
         trunk_prefix: &'static [u8],
         lengths_by_first_digit: [u16; 10],
     ) -> Self {
-        Numbering { calling_code, trunk_prefix, lengths_by_first_digit }
+        Numbering {
+            calling_code,
+            trunk_prefix,
+            lengths_by_first_digit,
+        }
     }
 
     /// Looks up the numbering of a region by its ISO 3166-1 alpha-2 code, in any case.
     pub(super) fn for_region(code: &str) -> Option<&'static Numbering> {
         let key: [u8; 2] = code.as_bytes().try_into().ok()?;
         let key = key.map(|b| b.to_ascii_uppercase());
-        let index = REGIONS.binary_search_by_key(&key, |(region, _)| *region).ok()?;
+        let index = REGIONS
+            .binary_search_by_key(&key, |(region, _)| *region)
+            .ok()?;
         Some(&REGIONS[index].1)
     }
 
     /// Splits the calling code off the digits of an international number.
     fn for_international(digits: &[u8]) -> Option<(&'static Numbering, &[u8])> {
+        // No calling code starts with 0; without this check `+01...` would read as +1.
+        if digits.first() == Some(&b'0') {
+            return None;
+        }
         let mut code = 0u16;
         for (length, &digit) in digits.iter().enumerate().take(3) {
             code = code * 10 + u16::from(digit - b'0');
@@ -118,9 +128,11 @@ pub(super) fn normalize_phone(
     } else {
         (default.ok_or(InvalidReason::NoCountryCode)?, digits)
     };
-    let national = numbering.national_number(national).ok_or(InvalidReason::WrongLength)?;
+    let national = numbering
+        .national_number(national)
+        .ok_or(InvalidReason::WrongLength)?;
 
-    // Writing to a String cannot fail.
+    // `fmt::Write` for `String` never returns an error.
     let _ = write!(out, "+{}", numbering.calling_code);
     out.extend(national.iter().map(|&digit| char::from(digit)));
     Ok(Normalized::Text)
@@ -181,15 +193,28 @@ mod tests {
         ];
         for (raw, expected) in cases {
             assert_eq!(e164(raw, None).as_deref(), Ok(expected), "{raw:?}");
-            assert_eq!(e164(raw, Some("US")).as_deref(), Ok(expected), "{raw:?} with US default");
+            assert_eq!(
+                e164(raw, Some("US")).as_deref(),
+                Ok(expected),
+                "{raw:?} with US default"
+            );
         }
     }
 
     #[test]
     fn phone_00_prefix() {
-        assert_eq!(e164("0033 6 12 34 56 78", None).as_deref(), Ok("+33612345678"));
-        assert_eq!(e164("00 44 7700 900123", Some("FR")).as_deref(), Ok("+447700900123"));
-        assert_eq!(e164("0049/30/1234567", Some("DE")).as_deref(), Ok("+49301234567"));
+        assert_eq!(
+            e164("0033 6 12 34 56 78", None).as_deref(),
+            Ok("+33612345678")
+        );
+        assert_eq!(
+            e164("00 44 7700 900123", Some("FR")).as_deref(),
+            Ok("+447700900123")
+        );
+        assert_eq!(
+            e164("0049/30/1234567", Some("DE")).as_deref(),
+            Ok("+49301234567")
+        );
     }
 
     #[test]
@@ -208,7 +233,11 @@ mod tests {
             ("06 1234 5678", "IT", "+390612345678"),
         ];
         for (raw, country, expected) in cases {
-            assert_eq!(e164(raw, Some(country)).as_deref(), Ok(expected), "{raw:?} in {country}");
+            assert_eq!(
+                e164(raw, Some(country)).as_deref(),
+                Ok(expected),
+                "{raw:?} in {country}"
+            );
         }
     }
 
@@ -219,10 +248,20 @@ mod tests {
             ("\u{3000}", Some("FR"), InvalidReason::Empty),
             ("06 12 34 56 78", None, InvalidReason::NoCountryCode),
             ("+33 6 12 AB 56 78", None, InvalidReason::InvalidCharacter),
-            ("06 12 34 56 78 ext. 12", Some("FR"), InvalidReason::InvalidCharacter),
+            (
+                "06 12 34 56 78 ext. 12",
+                Some("FR"),
+                InvalidReason::InvalidCharacter,
+            ),
             ("tel:+33612345678", None, InvalidReason::InvalidCharacter),
             ("33+612345678", Some("FR"), InvalidReason::InvalidCharacter),
             ("+0 12 34 56 78", None, InvalidReason::UnknownCountryCode),
+            ("+01 415 555 2671", None, InvalidReason::UnknownCountryCode),
+            (
+                "000 33 6 12 34 56 78",
+                Some("FR"),
+                InvalidReason::UnknownCountryCode,
+            ),
             ("+999 1234 5678", None, InvalidReason::UnknownCountryCode),
             ("+", None, InvalidReason::UnknownCountryCode),
             ("+33 6 12 34 56 7", None, InvalidReason::WrongLength),
@@ -234,7 +273,11 @@ mod tests {
             ("+1 015 555 2671", None, InvalidReason::WrongLength),
             ("+1 555 2671", None, InvalidReason::WrongLength),
             ("+49 1234 5678 9012 3456", None, InvalidReason::WrongLength),
-            ("1234567890123456789012", Some("DE"), InvalidReason::WrongLength),
+            (
+                "1234567890123456789012",
+                Some("DE"),
+                InvalidReason::WrongLength,
+            ),
             ("---", Some("FR"), InvalidReason::WrongLength),
         ];
         for (raw, country, reason) in cases {
@@ -246,7 +289,10 @@ mod tests {
     fn phone_known_hash() {
         let mut out = String::new();
         let france = Numbering::for_region("FR");
-        assert_eq!(normalize_phone("06 12 34 56 78", france, &mut out), Ok(Normalized::Text));
+        assert_eq!(
+            normalize_phone("06 12 34 56 78", france, &mut out),
+            Ok(Normalized::Text)
+        );
 
         let mut hex = Vec::new();
         write_hex(&sha256(out.as_bytes()), &mut hex);
@@ -259,7 +305,10 @@ mod tests {
         let text = "42D573CFC315801D4CD8EDDD5416B416A0BF298B9B9E12D6B07442C91DB42BD8";
         let mut out = String::new();
         let expected = parse_hex_digest(text).unwrap();
-        assert_eq!(normalize_phone(text, None, &mut out), Ok(Normalized::Digest(expected)));
+        assert_eq!(
+            normalize_phone(text, None, &mut out),
+            Ok(Normalized::Digest(expected))
+        );
         assert!(out.is_empty());
     }
 
@@ -277,7 +326,11 @@ mod tests {
     #[test]
     fn tables_sorted_and_prefix_free() {
         assert!(REGIONS.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(CALLING_CODES.windows(2).all(|w| w[0].calling_code < w[1].calling_code));
+        assert!(
+            CALLING_CODES
+                .windows(2)
+                .all(|w| w[0].calling_code < w[1].calling_code)
+        );
 
         for a in &CALLING_CODES {
             for b in &CALLING_CODES {
@@ -295,13 +348,23 @@ mod tests {
             let shared = &CALLING_CODES[index.unwrap()];
             let name = String::from_utf8_lossy(region);
             assert_eq!(shared.trunk_prefix, numbering.trunk_prefix, "{name}");
-            for (by_region, by_code) in numbering.lengths_by_first_digit.iter().zip(shared.lengths_by_first_digit) {
+            for (by_region, by_code) in numbering
+                .lengths_by_first_digit
+                .iter()
+                .zip(shared.lengths_by_first_digit)
+            {
                 assert_eq!(by_code & by_region, *by_region, "{name}");
             }
-            assert!(numbering.lengths_by_first_digit.iter().any(|&l| l != 0), "{name}");
+            assert!(
+                numbering.lengths_by_first_digit.iter().any(|&l| l != 0),
+                "{name}"
+            );
 
             // E.164 caps the whole number, calling code included, at 15 digits.
-            let all_lengths = numbering.lengths_by_first_digit.iter().fold(0, |acc, l| acc | l);
+            let all_lengths = numbering
+                .lengths_by_first_digit
+                .iter()
+                .fold(0, |acc, l| acc | l);
             let longest = 15 - all_lengths.leading_zeros() as usize;
             assert!(code.to_string().len() + longest <= 15, "{name}");
         }

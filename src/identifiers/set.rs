@@ -32,7 +32,7 @@ impl IdentifierSet {
         self.len() == 0
     }
 
-    /// Returns the empty set of the variant that holds identifiers of type `t`.
+    /// Returns an empty set of the variant used for identifiers of type `t`.
     pub fn empty_for(t: IdentifierType) -> Self {
         if t.is_hashed() {
             IdentifierSet::Hashed(Vec::new())
@@ -48,7 +48,9 @@ impl fmt::Debug for IdentifierSet {
             IdentifierSet::Hashed(_) => "Hashed",
             IdentifierSet::Clear(_) => "Clear",
         };
-        f.debug_struct(name).field("len", &self.len()).finish_non_exhaustive()
+        f.debug_struct(name)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +63,7 @@ pub struct NormalizedIdentifiers {
     pub set: IdentifierSet,
     /// Non-null values read, valid or not, before deduplication.
     pub values: u64,
-    /// Null values read; they mean "no value" and are not invalid.
+    /// Null values read, which mean "no value" and are not counted as invalid.
     pub nulls: u64,
     /// Invalid values per reason key ([`InvalidReason::as_str`](super::InvalidReason::as_str));
     /// reasons that never occurred are absent.
@@ -96,7 +98,11 @@ mod tests {
         for t in IdentifierType::ALL {
             let set = IdentifierSet::empty_for(t);
             assert!(set.is_empty());
-            assert_eq!(matches!(set, IdentifierSet::Hashed(_)), t.is_hashed(), "{t}");
+            assert_eq!(
+                matches!(set, IdentifierSet::Hashed(_)),
+                t.is_hashed(),
+                "{t}"
+            );
         }
     }
 }

@@ -16,14 +16,17 @@ use serde_json::json;
 use super::app::App;
 use super::fault::Fault;
 use super::identifiers::{ALL_IDENTIFIER_TYPES, IdentifierType};
-use super::store::SegmentKey;
+use super::store::{MemberSet, SegmentKey};
 
 pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/audiences", get(list_audiences).post(create_audience))
         .route("/audiences/{id}/members", get(list_members))
         .route("/requests", get(list_requests).delete(clear_requests))
-        .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/expire-tokens", post(expire_tokens))
 }
 
@@ -50,7 +53,8 @@ struct RetailMediaSegmentView {
 }
 
 async fn list_audiences(State(app): State<Arc<App>>) -> Response {
-    let audiences: Vec<AudienceView> = app.audiences()
+    let audiences: Vec<AudienceView> = app
+        .audiences()
         .into_iter()
         .map(|info| AudienceView {
             id: info.id,
@@ -59,7 +63,8 @@ async fn list_audiences(State(app): State<Arc<App>>) -> Response {
             description: info.description,
         })
         .collect();
-    let retail_media_segments: Vec<RetailMediaSegmentView> = app.retail_media_segments()
+    let retail_media_segments: Vec<RetailMediaSegmentView> = app
+        .retail_media_segments()
         .into_iter()
         .map(|info| RetailMediaSegmentView {
             id: info.id.to_string(),
@@ -70,7 +75,8 @@ async fn list_audiences(State(app): State<Arc<App>>) -> Response {
             identifier_type: info.identifier_type,
         })
         .collect();
-    Json(json!({ "audiences": audiences, "retail_media_segments": retail_media_segments })).into_response()
+    Json(json!({ "audiences": audiences, "retail_media_segments": retail_media_segments }))
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -82,14 +88,21 @@ struct NewAudience {
 }
 
 /// Creates a Marketing Solutions audience without the API's name checks.
-async fn create_audience(State(app): State<Arc<App>>, body: Result<Json<NewAudience>, JsonRejection>) -> Response {
+async fn create_audience(
+    State(app): State<Arc<App>>,
+    body: Result<Json<NewAudience>, JsonRejection>,
+) -> Response {
     let Json(audience) = match body {
         Ok(body) => body,
         Err(rejection) => return admin_error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     let id = app
         .store()
-        .insert_marketing(&audience.advertiser_id, &audience.name, audience.description.as_deref())
+        .insert_marketing(
+            &audience.advertiser_id,
+            &audience.name,
+            audience.description.as_deref(),
+        )
         .id;
     (StatusCode::CREATED, Json(json!({ "id": id.to_string() }))).into_response()
 }
@@ -125,7 +138,10 @@ async fn list_members(
         .find(&id)
         .and_then(|key| Some((key, store.contact_list(key)?)));
     let Some((key, list)) = found else {
-        return admin_error(StatusCode::NOT_FOUND, format!("segment {id} does not exist"));
+        return admin_error(
+            StatusCode::NOT_FOUND,
+            format!("segment {id} does not exist"),
+        );
     };
 
     // Without a filter, only types with members are listed.
@@ -139,7 +155,7 @@ async fn list_members(
         if !wanted {
             continue;
         }
-        let mut values: Vec<&String> = values.into_iter().flatten().collect();
+        let mut values = values.map(MemberSet::to_strings).unwrap_or_default();
         values.sort_unstable();
         let name = match key {
             SegmentKey::Marketing(_) => kind.marketing_name().unwrap_or(kind.retail_name()),
@@ -158,7 +174,10 @@ struct RequestsQuery {
 
 /// Lists recorded requests; identifiers only with `?include_identifiers=true`, since they can
 /// run to millions.
-async fn list_requests(State(app): State<Arc<App>>, Query(query): Query<RequestsQuery>) -> Response {
+async fn list_requests(
+    State(app): State<Arc<App>>,
+    Query(query): Query<RequestsQuery>,
+) -> Response {
     let mut requests = app.log.snapshot();
     if !query.include_identifiers {
         for request in &mut requests {
@@ -178,7 +197,10 @@ async fn list_faults(State(app): State<Arc<App>>) -> Response {
 }
 
 /// Arms a fault given as JSON, such as `{"kind": "status", "status": 503, "route": "amend"}`.
-async fn add_fault(State(app): State<Arc<App>>, body: Result<Json<Fault>, JsonRejection>) -> Response {
+async fn add_fault(
+    State(app): State<Arc<App>>,
+    body: Result<Json<Fault>, JsonRejection>,
+) -> Response {
     let Json(fault) = match body {
         Ok(body) => body,
         Err(rejection) => return admin_error(StatusCode::BAD_REQUEST, rejection.body_text()),

@@ -37,8 +37,13 @@ impl App {
         }
         let mut clients = HashMap::new();
         for client in &config.clients {
-            if clients.insert(client.client_id.clone(), client.clone()).is_some() {
-                return Err(InvalidSandboxConfig::DuplicateClientId(client.client_id.clone()));
+            if clients
+                .insert(client.client_id.clone(), client.clone())
+                .is_some()
+            {
+                return Err(InvalidSandboxConfig::DuplicateClientId(
+                    client.client_id.clone(),
+                ));
             }
         }
 
@@ -109,7 +114,9 @@ impl App {
                 retailer_id: segment.retailer_id.clone(),
                 name: segment.name.clone(),
                 description: segment.description.clone(),
-                identifier_type: segment.identifier_type.map(|kind| kind.retail_name().to_owned()),
+                identifier_type: segment
+                    .identifier_type
+                    .map(|kind| kind.retail_name().to_owned()),
             })
             .collect()
     }

@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 
 use super::problem::{ApiError, Problem, ProblemType};
 
-/// Bytes the sandbox reads and discards past the limit before it answers 413, so that a
-/// client still sending its body reads the 413 instead of a reset connection.
+/// Maximum bytes the sandbox reads and drops from a body it does not use, past the size
+/// limit or before an early error. Reading them lets a client that is still sending receive
+/// the response instead of a reset connection.
 const MAX_DISCARDED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Reads the whole body, or returns 413 once it exceeds `max_bytes`.
@@ -45,16 +46,29 @@ pub(crate) async fn read_limited(
     if received > max_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            Problem::validation("payload-too-large", "The request body is too large")
-                .with_detail(format!(
-                    "The body has {received} bytes or more; the limit is {max_bytes} bytes."
-                )),
+            Problem::validation("payload-too-large", "The request body is too large").with_detail(
+                format!("The body has {received} bytes or more; the limit is {max_bytes} bytes."),
+            ),
         ));
     }
     Ok(buffer.freeze())
 }
 
-/// Whether the `Content-Type` header names JSON, with or without parameters.
+/// Reads and drops a body the sandbox responds to without using, so that a client that is
+/// still sending receives the response rather than a reset connection. A read error ends the
+/// drain.
+pub(crate) async fn discard(body: Body) {
+    let mut chunks = body.into_data_stream();
+    let mut received = 0usize;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        received += chunk.len();
+        if received > MAX_DISCARDED_BYTES {
+            break;
+        }
+    }
+}
+
+/// Checks that the `Content-Type` header names JSON, with or without parameters.
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     media_type(headers).is_some_and(|media| media.eq_ignore_ascii_case("application/json"))
 }
@@ -75,16 +89,25 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Returns the value as an object, or a validation error at `pointer`.
-pub(crate) fn as_object<'a>(value: &'a Value, pointer: &str) -> Result<&'a Map<String, Value>, ApiError> {
-    value.as_object().ok_or_else(|| wrong_type(pointer, "an object"))
+pub(crate) fn as_object<'a>(
+    value: &'a Value,
+    pointer: &str,
+) -> Result<&'a Map<String, Value>, ApiError> {
+    value
+        .as_object()
+        .ok_or_else(|| wrong_type(pointer, "an object"))
 }
 
 pub(crate) fn as_array<'a>(value: &'a Value, pointer: &str) -> Result<&'a Vec<Value>, ApiError> {
-    value.as_array().ok_or_else(|| wrong_type(pointer, "an array"))
+    value
+        .as_array()
+        .ok_or_else(|| wrong_type(pointer, "an array"))
 }
 
 pub(crate) fn as_str<'a>(value: &'a Value, pointer: &str) -> Result<&'a str, ApiError> {
-    value.as_str().ok_or_else(|| wrong_type(pointer, "a string"))
+    value
+        .as_str()
+        .ok_or_else(|| wrong_type(pointer, "a string"))
 }
 
 /// Returns field `key` of `object`, treating `null` as missing.
@@ -146,7 +169,9 @@ pub(crate) fn require_digits(value: &str, pointer: &str) -> Result<(), ApiError>
     }
     Err(ApiError::bad_request(
         Problem::validation("invalid", "Invalid field")
-            .with_detail(format!("`{pointer}` must be a decimal integer, got `{value}`."))
+            .with_detail(format!(
+                "`{pointer}` must be a decimal integer, got `{value}`."
+            ))
             .with_pointer(pointer),
     ))
 }
@@ -176,7 +201,8 @@ fn describe(pointer: &str) -> String {
     }
 }
 
-/// A validation error for a value outside an enumeration, listing the accepted values.
+/// Builds the validation error for a value outside an enumeration, listing the accepted
+/// values.
 pub(crate) fn not_one_of(pointer: &str, value: &str, accepted: &str) -> ApiError {
     ApiError::bad_request(
         Problem::validation("invalid", "Invalid field")

@@ -7,10 +7,10 @@ use clap::ArgAction;
 
 use super::Sandbox;
 use super::config::{
-    AudienceSeed, DEFAULT_ACCEPTED_VERSIONS, DEFAULT_ACCOUNT_ID, DEFAULT_ADVERTISER_ID, DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDENTIFIERS_PER_REQUEST,
-    DEFAULT_RATE_LIMIT_PER_MINUTE, DEFAULT_TOKEN_TTL_SECS, RetailMediaSegmentSeed, SandboxClient,
-    SandboxConfig,
+    AudienceSeed, DEFAULT_ACCEPTED_VERSIONS, DEFAULT_ACCOUNT_ID, DEFAULT_ADVERTISER_ID,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IDENTIFIERS_PER_REQUEST, DEFAULT_RATE_LIMIT_PER_MINUTE, DEFAULT_TOKEN_TTL_SECS,
+    RetailMediaSegmentSeed, SandboxClient, SandboxConfig,
 };
 
 /// Options of `audience-sync sandbox`.
@@ -58,12 +58,12 @@ pub struct SandboxArgs {
     #[arg(long = "accepted-versions", value_delimiter = ',', default_values = DEFAULT_ACCEPTED_VERSIONS)]
     pub accepted_versions: Vec<String>,
 
-    /// API versions answered with 410 Gone, comma-separated.
+    /// API versions that get 410 Gone, comma-separated.
     #[arg(long = "decommissioned-versions", value_delimiter = ',')]
     pub decommissioned_versions: Vec<String>,
 
     /// Whether the request log keeps every identifier sent, not only counts. Turn it off for
-    /// long runs: it holds every identifier in memory.
+    /// long runs, because the log keeps every identifier in memory.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub record_identifiers: bool,
 }
@@ -117,8 +117,16 @@ impl SandboxArgs {
 /// Returns the error of binding the address or of an invalid configuration.
 pub async fn serve(args: SandboxArgs) -> io::Result<()> {
     let config = args.to_config();
-    let audience_ids: Vec<String> = config.audiences.iter().map(|seed| seed.id.clone()).collect();
-    let retail_media_segment_ids: Vec<i64> = config.retail_media_segments.iter().map(|seed| seed.id).collect();
+    let audience_ids: Vec<String> = config
+        .audiences
+        .iter()
+        .map(|seed| seed.id.clone())
+        .collect();
+    let retail_media_segment_ids: Vec<i64> = config
+        .retail_media_segments
+        .iter()
+        .map(|seed| seed.id)
+        .collect();
     let sandbox = Sandbox::start(config, args.listen).await?;
 
     // The secret is logged on purpose: it is the sandbox's own, and the user needs it to
@@ -185,7 +193,8 @@ mod tests {
 
     #[test]
     fn first_advertiser_owns_seed_audience() {
-        let args = Command::parse_from(["sandbox", "--advertiser", "555", "--advertiser", "556"]).args;
+        let args =
+            Command::parse_from(["sandbox", "--advertiser", "555", "--advertiser", "556"]).args;
 
         let config = args.to_config();
 

@@ -15,9 +15,9 @@ pub const DEFAULT_ACCOUNT_ID: &str = "777";
 pub const DEFAULT_AUDIENCE_ID: &str = "987654";
 /// Name of the audience that exists at start.
 pub const DEFAULT_AUDIENCE_NAME: &str = "Sandbox audience";
-/// Id of the Retail Media contact-list segment that exists at start, the example of Criteo's
-/// specification. It is above 2^53, so `f64` cannot hold every id of this size exactly; the
-/// segments the sandbox creates next (`…105`, `…106`) are ones it rounds.
+/// Id of the Retail Media contact-list segment that exists at start, the example id of
+/// Criteo's specification. It is above 2^53, where `f64` no longer represents every integer.
+/// This id happens to be exact in `f64`, but the next ids the sandbox creates (`…105`) are not.
 pub const DEFAULT_RETAIL_MEDIA_SEGMENT_ID: i64 = 568_708_742_535_471_104;
 /// Retailer of the Retail Media segment that exists at start.
 pub const DEFAULT_RETAILER_ID: &str = "299";
@@ -46,7 +46,7 @@ pub struct SandboxConfig {
     pub clients: Vec<SandboxClient>,
     /// Lifetime of an access token, in seconds.
     pub token_ttl_secs: u64,
-    /// Requests per minute and client before the sandbox answers 429; 0 disables the limit.
+    /// Requests per minute and client before the sandbox responds 429, or 0 for no limit.
     /// The token endpoint is not limited.
     pub rate_limit_per_minute: u32,
     /// Maximum number of identifiers in one amendment. A larger amendment gets 400
@@ -56,16 +56,16 @@ pub struct SandboxConfig {
     pub max_body_bytes: usize,
     /// API versions served, as the first path segment (`2026-07`).
     pub accepted_versions: Vec<String>,
-    /// Versions answered with 410 Gone.
+    /// Versions that get 410 Gone.
     pub decommissioned_versions: Vec<String>,
     /// Accepted versions whose responses carry `Deprecation: true` and a `Sunset` header.
     pub deprecated_versions: Vec<DeprecatedVersion>,
     /// Whether the request log keeps the identifiers of each amendment, not only their count.
     pub record_identifiers: bool,
-    /// Answer to a create or rename that reuses a segment name of the same advertiser or
+    /// Response to a create or rename that reuses a segment name of the same advertiser or
     /// account.
     pub duplicate_name_policy: DuplicateNamePolicy,
-    /// Answer to a contact-list call on a segment id that does not exist.
+    /// Response to a contact-list call on a segment id that does not exist.
     pub unknown_segment_response: UnknownSegmentResponse,
     /// Share of members, from 0.0 to 1.0, that statistics report as matched.
     pub simulated_match_rate: f64,
@@ -155,7 +155,7 @@ pub struct DeprecatedVersion {
     pub sunset: String,
 }
 
-/// Answer to a create or rename that reuses the name of a segment of the same advertiser
+/// Response to a create or rename that reuses the name of a segment of the same advertiser
 /// (Marketing Solutions) or account (Retail Media).
 ///
 /// Criteo's documentation and integrators disagree: Segment's integration receives a non-200
@@ -170,7 +170,7 @@ pub enum DuplicateNamePolicy {
     Warn,
 }
 
-/// Answer to a contact-list call (amend, wipe, statistics) on an unknown segment id.
+/// Response to a contact-list call (amend, wipe, statistics) on an unknown segment id.
 /// Criteo does not publish the status or code for its current routes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UnknownSegmentResponse {

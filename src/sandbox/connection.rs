@@ -1,8 +1,8 @@
 //! TCP connections that a handler can cut, for the dropped-connection fault.
 //!
 //! Each accepted stream carries a [`ConnectionHandle`] that handlers receive through axum's
-//! `ConnectInfo`. Dropping the connection marks the handle; from then on every read and
-//! write on the stream fails, so hyper abandons the connection without sending a byte, and
+//! `ConnectInfo`. Dropping the connection marks the handle, and from then on every read and
+//! write on the stream fails. Hyper then abandons the connection without sending a byte, and
 //! the socket closes with `SO_LINGER` 0, which sends a TCP reset.
 
 use std::io;

@@ -1,8 +1,8 @@
 //! Contact-list routes of both APIs: amend (add or remove identifiers), wipe, statistics.
 //!
-//! An amendment is validated in this order, and the first failure answers:
+//! An amendment is validated in this order, and the first failure decides the response:
 //!
-//! 1. segment id: 400 if it is not a positive integer, the configured unknown-segment answer
+//! 1. segment id: 400 if it is not a positive integer, the configured unknown-segment response
 //!    if it does not exist, 403 if it belongs to an advertiser or account the client may not
 //!    use;
 //! 2. body: 400 if it is not JSON, lacks `data`, `data.type` (Marketing Solutions only),
@@ -29,7 +29,9 @@ use super::gateway::{ApiContext, Outcome};
 use super::identifiers::{IdentifierType, MARKETING_TYPE_NAMES, RETAIL_TYPE_NAMES};
 use super::log::AmendmentRecord;
 use super::problem::{ApiError, Problem, ProblemType};
-use super::store::{ContactList, Owner, SegmentKey, format_request_date, parse_marketing_id, parse_retail_id};
+use super::store::{
+    ContactList, Owner, SegmentKey, format_request_date, parse_marketing_id, parse_retail_id,
+};
 
 /// Identifiers echoed in `sampleInvalidIdentifiers` at most. Criteo does not publish its
 /// cap.
@@ -72,7 +74,12 @@ struct AmendmentSummary {
 }
 
 /// Handles an amendment and reports what it carried to the request log.
-pub(crate) fn amend(app: &App, context: &ApiContext<'_>, target: SegmentTarget<'_>, body: &[u8]) -> Outcome {
+pub(crate) fn amend(
+    app: &App,
+    context: &ApiContext<'_>,
+    target: SegmentTarget<'_>,
+    body: &[u8],
+) -> Outcome {
     let mut record = AmendmentRecord::default();
     let result = amend_segment(app, context, target, body, &mut record);
     Outcome {
@@ -103,11 +110,14 @@ fn amend_segment(
         let count = amendment.identifiers.len();
         keep_identifiers(app, record, amendment.identifiers);
         return Err(ApiError::bad_request(
-            Problem::validation("too-many-identifiers", "Too many identifiers in one request")
-                .with_detail(format!(
-                    "The request has {count} identifiers; send at most {max} per request."
-                ))
-                .with_pointer("/data/attributes/identifiers"),
+            Problem::validation(
+                "too-many-identifiers",
+                "Too many identifiers in one request",
+            )
+            .with_detail(format!(
+                "The request has {count} identifiers; send at most {max} per request."
+            ))
+            .with_pointer("/data/attributes/identifiers"),
         ));
     }
 
@@ -115,7 +125,10 @@ fn amend_segment(
     let (identifier_type, summary) = {
         let mut store = app.store();
         let segment_type = match key {
-            SegmentKey::Retail(id) => store.retail.get(&id).and_then(|segment| segment.identifier_type),
+            SegmentKey::Retail(id) => store
+                .retail
+                .get(&id)
+                .and_then(|segment| segment.identifier_type),
             SegmentKey::Marketing(_) => None,
         };
         let identifier_type = amendment
@@ -125,7 +138,12 @@ fn amend_segment(
         let list = store
             .contact_list_mut(key)
             .ok_or_else(|| unknown_segment(app.config.unknown_segment_response, target))?;
-        let summary = apply(list, identifier_type, amendment.operation, &amendment.identifiers);
+        let summary = apply(
+            list,
+            identifier_type,
+            amendment.operation,
+            &amendment.identifiers,
+        );
         (identifier_type, summary)
     };
     keep_identifiers(app, record, amendment.identifiers);
@@ -186,7 +204,9 @@ fn parse_amendment(
     let retail = matches!(key, SegmentKey::Retail(_));
 
     let mut value = body::parse_json(body).map_err(no_identifiers)?;
-    let root = value.as_object_mut().ok_or_else(|| no_identifiers(body::wrong_type("", "an object")))?;
+    let root = value
+        .as_object_mut()
+        .ok_or_else(|| no_identifiers(body::wrong_type("", "an object")))?;
     let data = object_field(root, "", "data").map_err(no_identifiers)?;
     match body::optional_str(data, "/data", "type").map_err(no_identifiers)? {
         None if !retail => return Err(no_identifiers(body::missing("/data/type"))),
@@ -195,9 +215,11 @@ fn parse_amendment(
     let attributes = object_field(data, "/data", "attributes").map_err(no_identifiers)?;
 
     let pointer = "/data/attributes";
-    let operation_name = body::required_str(attributes, pointer, "operation").map_err(no_identifiers)?;
+    let operation_name =
+        body::required_str(attributes, pointer, "operation").map_err(no_identifiers)?;
     record.operation = Some(operation_name.to_owned());
-    let type_name = body::optional_str(attributes, pointer, "identifierType").map_err(no_identifiers)?;
+    let type_name =
+        body::optional_str(attributes, pointer, "identifierType").map_err(no_identifiers)?;
     record.identifier_type = type_name.map(str::to_owned);
     let gum_caller_id = body::optional(attributes, "gumCallerId").cloned();
 
@@ -216,12 +238,20 @@ fn parse_amendment(
     };
     let identifier_type = match record.identifier_type.as_deref() {
         None if retail => None,
-        None => return Err((body::missing("/data/attributes/identifierType"), identifiers)),
+        None => {
+            return Err((
+                body::missing("/data/attributes/identifierType"),
+                identifiers,
+            ));
+        }
         Some(name) => {
             let (parsed, accepted) = if retail {
                 (IdentifierType::from_retail_name(name), RETAIL_TYPE_NAMES)
             } else {
-                (IdentifierType::from_marketing_name(name), MARKETING_TYPE_NAMES)
+                (
+                    IdentifierType::from_marketing_name(name),
+                    MARKETING_TYPE_NAMES,
+                )
             };
             match parsed {
                 Some(parsed) => Some(parsed),
@@ -234,7 +264,9 @@ fn parse_amendment(
     };
 
     let needs_gum_caller_id = !retail && identifier_type == Some(IdentifierType::Gum);
-    let has_integer_caller_id = gum_caller_id.as_ref().is_some_and(|id| id.is_i64() || id.is_u64());
+    let has_integer_caller_id = gum_caller_id
+        .as_ref()
+        .is_some_and(|id| id.is_i64() || id.is_u64());
     if needs_gum_caller_id && !has_integer_caller_id {
         let error = match gum_caller_id {
             None => body::missing("/data/attributes/gumCallerId"),
@@ -310,19 +342,19 @@ fn apply(
         }
         summary.valid += 1;
         match operation {
-            Operation::Add => {
-                members.insert(identifier.clone());
-            }
-            Operation::Remove => {
-                members.remove(identifier.as_str());
-            }
+            Operation::Add => members.insert(identifier),
+            Operation::Remove => members.remove(identifier),
         }
     }
     summary
 }
 
 /// Removes every member of the segment.
-pub(crate) fn wipe(app: &App, context: &ApiContext<'_>, target: SegmentTarget<'_>) -> Result<Response, ApiError> {
+pub(crate) fn wipe(
+    app: &App,
+    context: &ApiContext<'_>,
+    target: SegmentTarget<'_>,
+) -> Result<Response, ApiError> {
     let key = find_segment(app, context, target)?;
     app.store()
         .contact_list_mut(key)
@@ -384,7 +416,11 @@ pub(crate) fn statistics(
 }
 
 /// Parses the segment id and checks that the segment exists and the client may use it.
-fn find_segment(app: &App, context: &ApiContext<'_>, target: SegmentTarget<'_>) -> Result<SegmentKey, ApiError> {
+fn find_segment(
+    app: &App,
+    context: &ApiContext<'_>,
+    target: SegmentTarget<'_>,
+) -> Result<SegmentKey, ApiError> {
     let key = match target {
         SegmentTarget::Marketing(id) => parse_marketing_id(id)
             .map(SegmentKey::Marketing)
@@ -407,9 +443,13 @@ fn find_segment(app: &App, context: &ApiContext<'_>, target: SegmentTarget<'_>) 
         .owner(key)
         .ok_or_else(|| unknown_segment(app.config.unknown_segment_response, target))?;
     let in_named_account = match (&owner, target) {
-        (Owner::Account(owner_account), SegmentTarget::Retail { account_id: Some(account_id), .. }) => {
-            owner_account == account_id
-        }
+        (
+            Owner::Account(owner_account),
+            SegmentTarget::Retail {
+                account_id: Some(account_id),
+                ..
+            },
+        ) => owner_account == account_id,
         _ => true,
     };
     if !in_named_account {
@@ -428,7 +468,7 @@ fn invalid_segment_id(id: &str, expected: &str) -> ApiError {
     )
 }
 
-/// The 403 for a segment, advertiser or account outside the client's portfolio.
+/// Builds the 403 for a segment, advertiser or account outside the client's portfolio.
 pub(crate) fn forbidden_owner(owner: &Owner) -> ApiError {
     let (code, detail) = match owner {
         Owner::Advertiser(id) => (
@@ -442,7 +482,8 @@ pub(crate) fn forbidden_owner(owner: &Owner) -> ApiError {
     };
     ApiError::new(
         StatusCode::FORBIDDEN,
-        Problem::new(ProblemType::AccessControl, code, "Insufficient permissions").with_detail(detail),
+        Problem::new(ProblemType::AccessControl, code, "Insufficient permissions")
+            .with_detail(detail),
     )
 }
 
@@ -452,15 +493,21 @@ fn unknown_segment(response: UnknownSegmentResponse, target: SegmentTarget<'_>) 
         SegmentTarget::Retail { segment_id, .. } => segment_id,
     };
     let (status, code, title) = match response {
-        UnknownSegmentResponse::NotFoundAudienceInvalid => {
-            (StatusCode::NOT_FOUND, "audience-invalid", "Audience is invalid")
-        }
-        UnknownSegmentResponse::ForbiddenAudienceInvalid => {
-            (StatusCode::FORBIDDEN, "audience-invalid", "Audience is invalid")
-        }
-        UnknownSegmentResponse::NotFoundSegmentNotFound => {
-            (StatusCode::NOT_FOUND, "segment-not-found", "Segment not found")
-        }
+        UnknownSegmentResponse::NotFoundAudienceInvalid => (
+            StatusCode::NOT_FOUND,
+            "audience-invalid",
+            "Audience is invalid",
+        ),
+        UnknownSegmentResponse::ForbiddenAudienceInvalid => (
+            StatusCode::FORBIDDEN,
+            "audience-invalid",
+            "Audience is invalid",
+        ),
+        UnknownSegmentResponse::NotFoundSegmentNotFound => (
+            StatusCode::NOT_FOUND,
+            "segment-not-found",
+            "Segment not found",
+        ),
     };
     ApiError::new(
         status,
@@ -499,7 +546,12 @@ mod tests {
     #[test]
     fn apply_remove_ignores_non_members() {
         let mut list = ContactList::default();
-        apply(&mut list, IdentifierType::Email, Operation::Add, &strings(&[HASH_A]));
+        apply(
+            &mut list,
+            IdentifierType::Email,
+            Operation::Add,
+            &strings(&[HASH_A]),
+        );
 
         let summary = apply(
             &mut list,
@@ -529,7 +581,8 @@ mod tests {
             {"operation": "upsert", "identifierType": "email", "identifiers": ["a", "b"]}}}"#;
         let mut record = AmendmentRecord::default();
 
-        let (error, identifiers) = parse_amendment(body, SegmentKey::Marketing(1), &mut record).unwrap_err();
+        let (error, identifiers) =
+            parse_amendment(body, SegmentKey::Marketing(1), &mut record).unwrap_err();
 
         assert_eq!(error.problems[0].code, "invalid");
         assert_eq!(record.operation.as_deref(), Some("upsert"));

@@ -4,7 +4,7 @@
 //! whose route filter matches it, and that fault's count drops by one. A status, 429 or
 //! dropped-connection fault acts before any other check, as a failing gateway would, so the
 //! request is neither authenticated nor counted against the rate limit, and its body is not
-//! read. A delay fault lets the request through and holds its response.
+//! read. A delay fault lets the request through and delays its response.
 
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ fn one() -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
-    /// Answers `count` requests with `status` (400 to 599) and a Criteo-style error body,
+    /// Responds to `count` requests with `status` (400 to 599) and a Criteo-style error body,
     /// such as `availability`/`internal-error` for 500.
     Status {
         status: u16,
@@ -55,7 +55,7 @@ pub enum Fault {
         #[serde(default)]
         route: Option<RouteKind>,
     },
-    /// Answers `count` requests with 429, `x-ratelimit-remaining: 0` and an
+    /// Responds to `count` requests with 429, `x-ratelimit-remaining: 0` and an
     /// `x-ratelimit-reset` of now plus `reset_after_secs`.
     RateLimit {
         reset_after_secs: u64,
@@ -72,7 +72,7 @@ pub enum Fault {
         #[serde(default)]
         route: Option<RouteKind>,
     },
-    /// Handles `count` requests normally and then holds each response for `delay_ms`
+    /// Handles `count` requests normally and then delays each response by `delay_ms`
     /// milliseconds, so a client that times out leaves the change applied.
     Delay {
         delay_ms: u64,
@@ -115,7 +115,7 @@ impl Fault {
     }
 }
 
-/// What the sandbox does to one faulted request.
+/// Action the sandbox takes on one faulted request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FaultAction {
     Status(u16),

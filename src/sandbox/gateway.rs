@@ -1,10 +1,10 @@
 //! The gateway every request outside `/_sandbox/` passes, and the dispatch to handlers.
 //!
-//! Checks run in this order, and the first failure answers:
+//! Checks run in this order, and the first failure decides the response:
 //!
 //! ```text
 //! resolve route ── 404 unknown path, 405 wrong method
-//!   └ armed fault ── status, 429, dropped connection (a delay fault holds the response)
+//!   └ armed fault ── status, 429, dropped connection (a delay fault delays the response)
 //!      ├ token route ─────────────────────────────── token handler
 //!      └ API version ── 410 decommissioned, 404 unknown
 //!         └ bearer token ── 401 missing / invalid / expired
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -38,7 +39,7 @@ use super::routes::{self, Endpoint, Route, RouteError};
 use super::token::TokenStatus;
 use super::{body, marketing, retail, token};
 
-/// What an API handler needs besides the shared state.
+/// Request data an API handler needs besides the shared state.
 #[derive(Debug)]
 pub(crate) struct ApiContext<'a> {
     /// Client that the bearer token belongs to.
@@ -53,7 +54,7 @@ pub(crate) struct ApiContext<'a> {
 pub(crate) struct Outcome {
     pub(crate) response: Response,
     pub(crate) amendment: Option<AmendmentRecord>,
-    /// Whether the connection was cut instead of answered.
+    /// Whether the connection was cut without a response.
     pub(crate) dropped: bool,
 }
 
@@ -124,17 +125,25 @@ async fn process(
     route: Result<Route, RouteError>,
     request: Request,
 ) -> Outcome {
-    let instance = request.uri().path().to_owned();
+    let (parts, body) = request.into_parts();
+    let instance = parts.uri.path();
     let route = match route {
         Ok(route) => route,
-        Err(error) => return route_error(error).render(&instance).into(),
+        Err(error) => {
+            body::discard(body).await;
+            return route_error(error).render(instance).into();
+        }
     };
 
     let fault = app.faults().take(route.kind());
     let delay = match fault {
-        Some(FaultAction::Status(status)) => return fault_error(status).render(&instance).into(),
+        Some(FaultAction::Status(status)) => {
+            body::discard(body).await;
+            return fault_error(status).render(instance).into();
+        }
         Some(FaultAction::RateLimit { reset_after }) => {
-            return injected_rate_limit(app, reset_after, &instance).into();
+            body::discard(body).await;
+            return injected_rate_limit(app, reset_after, instance).into();
         }
         Some(FaultAction::DropConnection) => {
             connection.drop_connection();
@@ -149,8 +158,10 @@ async fn process(
     };
 
     let outcome = match route {
-        Route::Token => token_request(app, request).await,
-        Route::Api { version, endpoint } => api_request(app, &version, endpoint, request).await,
+        Route::Token => token_request(app, &parts, body).await,
+        Route::Api { version, endpoint } => {
+            api_request(app, &version, endpoint, &parts, body).await
+        }
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -158,29 +169,40 @@ async fn process(
     outcome
 }
 
-async fn token_request(app: &App, request: Request) -> Outcome {
-    let (parts, body) = request.into_parts();
+async fn token_request(app: &App, parts: &Parts, body: Body) -> Outcome {
     match body::read_limited(body, &parts.headers, app.config.max_body_bytes).await {
         Ok(body) => token::issue_token(app, &parts.headers, &body).into(),
         Err(error) => error.render(parts.uri.path()).into(),
     }
 }
 
-async fn api_request(app: &App, version: &str, endpoint: Endpoint, request: Request) -> Outcome {
-    let (parts, body) = request.into_parts();
+/// Runs the API checks and the handler. Every early response first reads the rest of the
+/// body: closing a connection with unread data makes the kernel send a reset, and a client
+/// still sending a large amendment would then see a broken connection instead of the 401 or
+/// 429 it has to act on.
+async fn api_request(
+    app: &App,
+    version: &str,
+    endpoint: Endpoint,
+    parts: &Parts,
+    body: Body,
+) -> Outcome {
     let instance = parts.uri.path();
-    if let Err(error) = check_version(&app.config, version) {
-        return error.render(instance).into();
-    }
-    let client = match authenticate(app, &parts.headers) {
+    let admitted =
+        check_version(&app.config, version).and_then(|()| authenticate(app, &parts.headers));
+    let client = match admitted {
         Ok(client) => client,
-        Err(error) => return error.render(instance).into(),
+        Err(error) => {
+            body::discard(body).await;
+            return error.render(instance).into();
+        }
     };
 
-    let decision =
-        app.rate_limiter()
-            .acquire(&client.client_id, Instant::now(), SystemTime::now());
+    let decision = app
+        .rate_limiter()
+        .acquire(&client.client_id, Instant::now(), SystemTime::now());
     let mut outcome = if decision.is_some_and(|decision| !decision.allowed) {
+        body::discard(body).await;
         rate_limit_error().render(instance).into()
     } else {
         let context = ApiContext {
@@ -219,6 +241,7 @@ async fn dispatch(
     let instance = context.instance;
     let body = if endpoint.takes_json_body() {
         if !body::is_json(headers) {
+            body::discard(body).await;
             return unsupported_media_type(headers).render(instance).into();
         }
         match body::read_limited(body, headers, app.config.max_body_bytes).await {
@@ -226,6 +249,7 @@ async fn dispatch(
             Err(error) => return error.render(instance).into(),
         }
     } else {
+        body::discard(body).await;
         Bytes::new()
     };
 
@@ -277,11 +301,19 @@ async fn dispatch(
 }
 
 fn check_version(config: &SandboxConfig, version: &str) -> Result<(), ApiError> {
-    if config.accepted_versions.iter().any(|accepted| accepted == version) {
+    if config
+        .accepted_versions
+        .iter()
+        .any(|accepted| accepted == version)
+    {
         return Ok(());
     }
     let accepted = config.accepted_versions.join(", ");
-    if config.decommissioned_versions.iter().any(|gone| gone == version) {
+    if config
+        .decommissioned_versions
+        .iter()
+        .any(|gone| gone == version)
+    {
         return Err(ApiError::new(
             StatusCode::GONE,
             Problem::new(
@@ -296,8 +328,9 @@ fn check_version(config: &SandboxConfig, version: &str) -> Result<(), ApiError> 
     }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
-        Problem::validation("version-not-found", "The API version does not exist")
-            .with_detail(format!("Version `{version}` is unknown; use one of {accepted}.")),
+        Problem::validation("version-not-found", "The API version does not exist").with_detail(
+            format!("Version `{version}` is unknown; use one of {accepted}."),
+        ),
     ))
 }
 
@@ -347,12 +380,17 @@ fn authorization_error(code: &'static str, title: &str) -> ApiError {
 fn rate_limit_error() -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        Problem::new(ProblemType::Quota, "too-many-requests", "The rate limit is exceeded")
-            .with_detail("Wait until the time in x-ratelimit-reset before the next call."),
+        Problem::new(
+            ProblemType::Quota,
+            "too-many-requests",
+            "The rate limit is exceeded",
+        )
+        .with_detail("Wait until the time in x-ratelimit-reset before the next call."),
     )
 }
 
-/// Answers a rate-limit fault: 429 with headers as if the client's bucket were empty.
+/// Builds the response to a rate-limit fault: 429 with headers as if the client's bucket
+/// were empty.
 fn injected_rate_limit(app: &App, reset_after: Duration, instance: &str) -> Response {
     let mut response = rate_limit_error().render(instance);
     let decision = RateLimitDecision {
@@ -378,7 +416,8 @@ fn fault_error(status: u16) -> ApiError {
     let title = status.canonical_reason().unwrap_or("Injected fault");
     ApiError::new(
         status,
-        Problem::new(problem_type, code, title).with_detail("Answered by an injected sandbox fault."),
+        Problem::new(problem_type, code, title)
+            .with_detail("This response comes from an injected sandbox fault."),
     )
 }
 
@@ -386,8 +425,11 @@ fn unsupported_media_type(headers: &HeaderMap) -> ApiError {
     let received = body::media_type(headers).unwrap_or("no Content-Type");
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Problem::validation("unsupported-media-type", "The content type is not supported")
-            .with_detail(format!("Expected application/json, got {received}.")),
+        Problem::validation(
+            "unsupported-media-type",
+            "The content type is not supported",
+        )
+        .with_detail(format!("Expected application/json, got {received}.")),
     )
 }
 
@@ -399,7 +441,10 @@ fn route_error(error: RouteError) -> ApiError {
         ),
         RouteError::MethodNotAllowed => ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            Problem::validation("method-not-allowed", "The route does not accept this method"),
+            Problem::validation(
+                "method-not-allowed",
+                "The route does not accept this method",
+            ),
         ),
     }
 }

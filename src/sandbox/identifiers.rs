@@ -76,7 +76,7 @@ impl IdentifierType {
         Self::from_marketing_name(name).or_else(|| Self::from_retail_name(name))
     }
 
-    /// Whether a Retail Media segment may declare this type for its list. Criteo's
+    /// Checks that a Retail Media segment may declare this type for its list. Criteo's
     /// specification allows `Gum` in amendments but not on segments.
     pub(crate) fn is_retail_list_type(self) -> bool {
         self != IdentifierType::Gum
@@ -209,7 +209,10 @@ mod tests {
     #[test]
     fn names_round_trip_in_both_apis() {
         for kind in ALL_IDENTIFIER_TYPES {
-            assert_eq!(IdentifierType::from_retail_name(kind.retail_name()), Some(kind));
+            assert_eq!(
+                IdentifierType::from_retail_name(kind.retail_name()),
+                Some(kind)
+            );
             if let Some(name) = kind.marketing_name() {
                 assert_eq!(IdentifierType::from_marketing_name(name), Some(kind));
             }

@@ -1,4 +1,4 @@
-//! Log of the requests the sandbox answered, for tests to assert what a client sent.
+//! Log of the requests the sandbox handled, for tests to assert what a client sent.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +34,9 @@ pub struct RecordedRequest {
     pub identifiers: Vec<String>,
 }
 
-/// What an amendment handler learned from the body, for the request log. Fields stay empty
-/// when the body failed validation before reaching them; requests answered by a fault or by
-/// an authentication, rate-limit, content-type or size check carry none of it.
+/// Amendment fields read from the body, for the request log. Fields stay empty when the
+/// body failed validation before reaching them. Requests stopped by a fault or by the
+/// authentication, rate-limit, content-type or size check carry none of them.
 #[derive(Debug, Default)]
 pub(crate) struct AmendmentRecord {
     pub(crate) operation: Option<String>,

@@ -43,7 +43,11 @@ struct NewSegment<'a> {
     description: Option<&'a str>,
 }
 
-pub(crate) fn create(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result<Response, ApiError> {
+pub(crate) fn create(
+    app: &App,
+    context: &ApiContext<'_>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let value = body::parse_json(body)?;
     let mut drafts = Vec::new();
     for (index, item) in segments::data_items(&value)?.iter().enumerate() {
@@ -53,7 +57,9 @@ pub(crate) fn create(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result
         .iter()
         .find(|draft| !context.client.may_use_advertiser(draft.advertiser_id))
     {
-        return Err(forbidden_owner(&Owner::Advertiser(foreign.advertiser_id.to_owned())));
+        return Err(forbidden_owner(&Owner::Advertiser(
+            foreign.advertiser_id.to_owned(),
+        )));
     }
 
     let mut store = app.store();
@@ -78,7 +84,9 @@ pub(crate) fn create(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result
 
     let data = accepted
         .iter()
-        .map(|draft| entity(store.insert_marketing(draft.advertiser_id, draft.name, draft.description)))
+        .map(|draft| {
+            entity(store.insert_marketing(draft.advertiser_id, draft.name, draft.description))
+        })
         .collect();
     Ok(segments::list_response(data, &duplicates, context.instance))
 }
@@ -87,7 +95,10 @@ fn parse_new_segment(index: usize, item: &Value) -> Result<NewSegment<'_>, ApiEr
     let pointer = format!("/data/{index}");
     let item = body::as_object(item, &pointer)?;
     let attributes_pointer = format!("{pointer}/attributes");
-    let attributes = body::as_object(body::required(item, &pointer, "attributes")?, &attributes_pointer)?;
+    let attributes = body::as_object(
+        body::required(item, &pointer, "attributes")?,
+        &attributes_pointer,
+    )?;
 
     let advertiser_id = body::required_str(attributes, &attributes_pointer, "advertiserId")?;
     body::require_digits(advertiser_id, &format!("{attributes_pointer}/advertiserId"))?;
@@ -116,7 +127,11 @@ fn parse_new_segment(index: usize, item: &Value) -> Result<NewSegment<'_>, ApiEr
 }
 
 /// Renames segments or changes their descriptions.
-pub(crate) fn update(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result<Response, ApiError> {
+pub(crate) fn update(
+    app: &App,
+    context: &ApiContext<'_>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let value = body::parse_json(body)?;
     let items = segments::parse_update_items(&value)?;
     let mut store = app.store();
@@ -127,18 +142,25 @@ pub(crate) fn update(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result
     for item in items {
         let segment = parse_marketing_id(&item.id).and_then(|id| store.marketing.get(&id));
         let Some(segment) = segment else {
-            not_found.push(segments::segment_not_found(&item.id, &format!("/data/{}/id", item.index)));
+            not_found.push(segments::segment_not_found(
+                &item.id,
+                &format!("/data/{}/id", item.index),
+            ));
             continue;
         };
         if !context.client.may_use_advertiser(&segment.advertiser_id) {
-            return Err(forbidden_owner(&Owner::Advertiser(segment.advertiser_id.clone())));
+            return Err(forbidden_owner(&Owner::Advertiser(
+                segment.advertiser_id.clone(),
+            )));
         }
-        let renamed_to_taken = item
-            .name
-            .as_deref()
-            .is_some_and(|name| store.marketing_name_taken(&segment.advertiser_id, name, Some(segment.id)));
+        let renamed_to_taken = item.name.as_deref().is_some_and(|name| {
+            store.marketing_name_taken(&segment.advertiser_id, name, Some(segment.id))
+        });
         if renamed_to_taken {
-            duplicates.push(segments::duplicate_name(item.name.as_deref().unwrap_or_default(), &item.name_pointer()));
+            duplicates.push(segments::duplicate_name(
+                item.name.as_deref().unwrap_or_default(),
+                &item.name_pointer(),
+            ));
         } else {
             found.push((segment.id, item));
         }
@@ -170,7 +192,11 @@ pub(crate) fn update(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result
 }
 
 /// Lists the client's segments that pass the filters, in id order.
-pub(crate) fn search(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result<Response, ApiError> {
+pub(crate) fn search(
+    app: &App,
+    context: &ApiContext<'_>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let paging = Paging::from_query(context.query, MAX_SEARCH_LIMIT)?;
     let value = body::parse_json(body)?;
     let filters = Filters::parse(&value, "advertiserIds", &SEGMENT_TYPES)?;
@@ -195,7 +221,11 @@ pub(crate) fn search(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result
 }
 
 /// Deletes segments with their contact lists.
-pub(crate) fn delete(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result<Response, ApiError> {
+pub(crate) fn delete(
+    app: &App,
+    context: &ApiContext<'_>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let value = body::parse_json(body)?;
     let ids = segments::parse_delete_ids(&value)?;
     let mut store = app.store();
@@ -204,9 +234,14 @@ pub(crate) fn delete(app: &App, context: &ApiContext<'_>, body: &[u8]) -> Result
     let mut warnings = Vec::new();
     for (index, id) in ids {
         match parse_marketing_id(id).and_then(|id| store.marketing.get(&id)) {
-            None => warnings.push(segments::segment_not_found(id, &format!("/data/{index}/id"))),
+            None => warnings.push(segments::segment_not_found(
+                id,
+                &format!("/data/{index}/id"),
+            )),
             Some(segment) if !context.client.may_use_advertiser(&segment.advertiser_id) => {
-                return Err(forbidden_owner(&Owner::Advertiser(segment.advertiser_id.clone())));
+                return Err(forbidden_owner(&Owner::Advertiser(
+                    segment.advertiser_id.clone(),
+                )));
             }
             Some(segment) => existing.push(segment.id),
         }

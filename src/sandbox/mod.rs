@@ -19,10 +19,11 @@
 //! route's own validation. Errors use Criteo's `{"errors": [{"traceId", "type", "code",
 //! "instance", "title", "detail"}]}` shape.
 //!
-//! Where Criteo's behaviour is undocumented the sandbox makes a choice and states it at the
-//! place it is made: the `too-many-identifiers` code, 404 `audience-invalid` for an unknown
-//! segment, identifier format rules, the 0-1 `matchRate`, and the 400 for a duplicate name
-//! (each configurable in [`SandboxConfig`] where Criteo's sources disagree).
+//! Where Criteo's behaviour is undocumented, the sandbox makes a choice and states it where
+//! the code makes it. The choices include the `too-many-identifiers` code, 404
+//! `audience-invalid` for an unknown segment, the identifier format rules, the 0-1
+//! `matchRate` and the 400 for a duplicate name. Where Criteo's sources disagree, the choice
+//! is a [`SandboxConfig`] setting.
 //!
 //! # Admin routes
 //!
@@ -95,13 +96,13 @@ use tokio::task::JoinHandle;
 
 pub use cli::{SandboxArgs, serve};
 pub use config::{
-    AudienceInfo, AudienceSeed, DEFAULT_ACCEPTED_VERSIONS, DEFAULT_ACCOUNT_ID, DEFAULT_ADVERTISER_ID,
-    DEFAULT_AUDIENCE_ID, DEFAULT_AUDIENCE_NAME, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDENTIFIERS_PER_REQUEST, DEFAULT_RATE_LIMIT_PER_MINUTE,
-    DEFAULT_RETAIL_MEDIA_SEGMENT_ID, DEFAULT_RETAILER_ID, DEFAULT_SIMULATED_MATCH_RATE,
-    DEFAULT_TOKEN_TTL_SECS, DeprecatedVersion, DuplicateNamePolicy, InvalidSandboxConfig,
-    RetailMediaSegmentInfo, RetailMediaSegmentSeed, SandboxClient, SandboxConfig,
-    UnknownSegmentResponse,
+    AudienceInfo, AudienceSeed, DEFAULT_ACCEPTED_VERSIONS, DEFAULT_ACCOUNT_ID,
+    DEFAULT_ADVERTISER_ID, DEFAULT_AUDIENCE_ID, DEFAULT_AUDIENCE_NAME, DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDENTIFIERS_PER_REQUEST,
+    DEFAULT_RATE_LIMIT_PER_MINUTE, DEFAULT_RETAIL_MEDIA_SEGMENT_ID, DEFAULT_RETAILER_ID,
+    DEFAULT_SIMULATED_MATCH_RATE, DEFAULT_TOKEN_TTL_SECS, DeprecatedVersion, DuplicateNamePolicy,
+    InvalidSandboxConfig, RetailMediaSegmentInfo, RetailMediaSegmentSeed, SandboxClient,
+    SandboxConfig, UnknownSegmentResponse,
 };
 pub use fault::{ArmedFault, Fault, InvalidFault, RouteKind};
 pub use log::RecordedRequest;
@@ -109,6 +110,7 @@ pub use log::RecordedRequest;
 use app::App;
 use connection::{ConnectionHandle, SandboxListener};
 use identifiers::IdentifierType;
+use store::MemberSet;
 
 /// Time [`Sandbox::shutdown`] waits for requests in flight, such as delayed ones, before it
 /// aborts the server.
@@ -140,7 +142,8 @@ impl Sandbox {
         let address = listener.local_addr()?;
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-        let service = app::router(Arc::clone(&app)).into_make_service_with_connect_info::<ConnectionHandle>();
+        let service =
+            app::router(Arc::clone(&app)).into_make_service_with_connect_info::<ConnectionHandle>();
         let server = tokio::spawn(async move {
             axum::serve(SandboxListener::new(listener), service)
                 .with_graceful_shutdown(async {
@@ -192,10 +195,17 @@ impl Sandbox {
             );
         };
         let store = self.app.store();
-        let Some(list) = store.find(audience_id).and_then(|key| store.contact_list(key)) else {
+        let Some(list) = store
+            .find(audience_id)
+            .and_then(|key| store.contact_list(key))
+        else {
             panic!("segment {audience_id} does not exist in the sandbox");
         };
-        list.members(kind).into_iter().flatten().cloned().collect()
+        list.members(kind)
+            .map(MemberSet::to_strings)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
     }
 
     /// Returns the recorded requests in arrival order. A request appears once its response
@@ -237,7 +247,12 @@ impl Sandbox {
 
     /// Creates a Marketing Solutions contact-list audience and returns its id. Unlike the
     /// API, it checks neither the name nor the advertiser, so tests can set up conflicts.
-    pub fn create_audience(&self, advertiser_id: &str, name: &str, description: Option<&str>) -> String {
+    pub fn create_audience(
+        &self,
+        advertiser_id: &str,
+        name: &str,
+        description: Option<&str>,
+    ) -> String {
         self.app
             .store()
             .insert_marketing(advertiser_id, name, description)

@@ -36,7 +36,11 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn new(problem_type: ProblemType, code: &'static str, title: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        problem_type: ProblemType,
+        code: &'static str,
+        title: impl Into<String>,
+    ) -> Self {
         Problem {
             problem_type,
             code,

@@ -1,4 +1,4 @@
-//! Per-client token bucket behind the 429 answers and the `x-ratelimit-*` headers.
+//! Per-client token bucket behind the 429 responses and the `x-ratelimit-*` headers.
 //!
 //! Each client id has a bucket of `per_minute` tokens that refills continuously at
 //! `per_minute / 60` tokens per second. A request takes one token or, if none is left, gets
@@ -31,7 +31,10 @@ impl RateLimitDecision {
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
         headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
         headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_epoch_secs));
+        headers.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from(self.reset_epoch_secs),
+        );
     }
 }
 
@@ -62,15 +65,14 @@ impl RateLimiter {
         }
         let capacity = f64::from(self.per_minute);
         let tokens_per_sec = capacity / 60.0;
-        let bucket = self
-            .buckets
-            .entry(client_id.to_owned())
-            .or_insert(Bucket {
-                tokens: capacity,
-                refilled_at: now,
-            });
+        let bucket = self.buckets.entry(client_id.to_owned()).or_insert(Bucket {
+            tokens: capacity,
+            refilled_at: now,
+        });
 
-        let elapsed = now.saturating_duration_since(bucket.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(bucket.refilled_at)
+            .as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * tokens_per_sec).min(capacity);
         bucket.refilled_at = now;
 

@@ -96,7 +96,10 @@ fn parse_new_segment(index: usize, item: &Value) -> Result<NewSegment<'_>, ApiEr
     let pointer = format!("/data/{index}");
     let item = body::as_object(item, &pointer)?;
     let attributes_pointer = format!("{pointer}/attributes");
-    let attributes = body::as_object(body::required(item, &pointer, "attributes")?, &attributes_pointer)?;
+    let attributes = body::as_object(
+        body::required(item, &pointer, "attributes")?,
+        &attributes_pointer,
+    )?;
 
     let retailer_id = body::required_str(attributes, &attributes_pointer, "retailerId")?;
     body::require_digits(retailer_id, &format!("{attributes_pointer}/retailerId"))?;
@@ -109,7 +112,9 @@ fn parse_new_segment(index: usize, item: &Value) -> Result<NewSegment<'_>, ApiEr
         let pointer = format!("{attributes_pointer}/events");
         return Err(ApiError::bad_request(
             Problem::validation("invalid", "Invalid field")
-                .with_detail(format!("`{pointer}` is not supported: the sandbox serves contact-list segments only."))
+                .with_detail(format!(
+                    "`{pointer}` is not supported: the sandbox serves contact-list segments only."
+                ))
                 .with_pointer(pointer),
         ));
     }
@@ -123,17 +128,18 @@ fn parse_new_segment(index: usize, item: &Value) -> Result<NewSegment<'_>, ApiEr
         ));
     };
     let contact_list = body::as_object(contact_list, &contact_list_pointer)?;
-    let identifier_type = match body::optional_str(contact_list, &contact_list_pointer, "identifierType")? {
-        None => None,
-        Some(name) => Some(
-            IdentifierType::from_retail_name(name)
-                .filter(|kind| kind.is_retail_list_type())
-                .ok_or_else(|| {
-                    let pointer = format!("{contact_list_pointer}/identifierType");
-                    body::not_one_of(&pointer, name, RETAIL_LIST_TYPE_NAMES)
-                })?,
-        ),
-    };
+    let identifier_type =
+        match body::optional_str(contact_list, &contact_list_pointer, "identifierType")? {
+            None => None,
+            Some(name) => Some(
+                IdentifierType::from_retail_name(name)
+                    .filter(|kind| kind.is_retail_list_type())
+                    .ok_or_else(|| {
+                        let pointer = format!("{contact_list_pointer}/identifierType");
+                        body::not_one_of(&pointer, name, RETAIL_LIST_TYPE_NAMES)
+                    })?,
+            ),
+        };
 
     Ok(NewSegment {
         index,
@@ -164,7 +170,10 @@ pub(crate) fn update(
             .and_then(|id| store.retail.get(&id))
             .filter(|segment| segment.account_id == account_id);
         let Some(segment) = segment else {
-            not_found.push(segments::segment_not_found(&item.id, &format!("/data/{}/id", item.index)));
+            not_found.push(segments::segment_not_found(
+                &item.id,
+                &format!("/data/{}/id", item.index),
+            ));
             continue;
         };
         let renamed_to_taken = item
@@ -172,7 +181,10 @@ pub(crate) fn update(
             .as_deref()
             .is_some_and(|name| store.retail_name_taken(account_id, name, Some(segment.id)));
         if renamed_to_taken {
-            duplicates.push(segments::duplicate_name(item.name.as_deref().unwrap_or_default(), &item.name_pointer()));
+            duplicates.push(segments::duplicate_name(
+                item.name.as_deref().unwrap_or_default(),
+                &item.name_pointer(),
+            ));
         } else {
             found.push((segment.id, item));
         }
@@ -241,15 +253,22 @@ pub(crate) fn delete(
     let mut data = Vec::new();
     let mut warnings = Vec::new();
     for (index, id) in ids {
-        let in_account = parse_retail_id(id)
-            .filter(|id| store.retail.get(id).is_some_and(|segment| segment.account_id == account_id));
+        let in_account = parse_retail_id(id).filter(|id| {
+            store
+                .retail
+                .get(id)
+                .is_some_and(|segment| segment.account_id == account_id)
+        });
         match in_account.and_then(|id| store.retail.remove(&id)) {
             Some(segment) => data.push(json!({
                 "id": segment.id.to_string(),
                 "type": "RetailMediaAudienceSegment",
                 "attributes": {},
             })),
-            None => warnings.push(segments::segment_not_found(id, &format!("/data/{index}/id"))),
+            None => warnings.push(segments::segment_not_found(
+                id,
+                &format!("/data/{index}/id"),
+            )),
         }
     }
     Ok(segments::list_response(data, &warnings, context.instance))

@@ -15,16 +15,37 @@ pub(crate) enum Endpoint {
     MarketingSearch,
     MarketingDelete,
     /// Current route `.../audience-segments/{id}/contact-list` or legacy `.../audiences/{id}/contactlist`.
-    MarketingAmend { segment_id: String },
-    MarketingWipe { segment_id: String },
-    MarketingStatistics { segment_id: String },
-    RetailCreate { account_id: String },
-    RetailUpdate { account_id: String },
-    RetailSearch { account_id: String },
-    RetailDelete { account_id: String },
-    RetailStatistics { account_id: String, segment_id: String },
-    RetailAddRemove { segment_id: String },
-    RetailClear { segment_id: String },
+    MarketingAmend {
+        segment_id: String,
+    },
+    MarketingWipe {
+        segment_id: String,
+    },
+    MarketingStatistics {
+        segment_id: String,
+    },
+    RetailCreate {
+        account_id: String,
+    },
+    RetailUpdate {
+        account_id: String,
+    },
+    RetailSearch {
+        account_id: String,
+    },
+    RetailDelete {
+        account_id: String,
+    },
+    RetailStatistics {
+        account_id: String,
+        segment_id: String,
+    },
+    RetailAddRemove {
+        segment_id: String,
+    },
+    RetailClear {
+        segment_id: String,
+    },
 }
 
 impl Endpoint {
@@ -42,7 +63,8 @@ impl Endpoint {
         }
     }
 
-    /// Whether the endpoint takes a JSON body, and so requires `Content-Type: application/json`.
+    /// Checks whether the endpoint takes a JSON body, which requires
+    /// `Content-Type: application/json`.
     pub(crate) fn takes_json_body(&self) -> bool {
         !matches!(
             self,
@@ -105,38 +127,131 @@ pub(crate) fn resolve(method: &Method, path: &str) -> Result<Route, RouteError> 
         ["marketing-solutions", "audience-segments", "delete"] => {
             vec![(Method::POST, Endpoint::MarketingDelete)]
         }
-        ["marketing-solutions", "audience-segments", id, "contact-list"]
+        [
+            "marketing-solutions",
+            "audience-segments",
+            id,
+            "contact-list",
+        ]
         | ["audiences", id, "contactlist"] => vec![
-            (Method::PATCH, Endpoint::MarketingAmend { segment_id: owned(id) }),
-            (Method::DELETE, Endpoint::MarketingWipe { segment_id: owned(id) }),
+            (
+                Method::PATCH,
+                Endpoint::MarketingAmend {
+                    segment_id: owned(id),
+                },
+            ),
+            (
+                Method::DELETE,
+                Endpoint::MarketingWipe {
+                    segment_id: owned(id),
+                },
+            ),
         ],
-        ["marketing-solutions", "audience-segments", id, "contact-list", "statistics"] => {
-            vec![(Method::GET, Endpoint::MarketingStatistics { segment_id: owned(id) })]
+        [
+            "marketing-solutions",
+            "audience-segments",
+            id,
+            "contact-list",
+            "statistics",
+        ] => {
+            vec![(
+                Method::GET,
+                Endpoint::MarketingStatistics {
+                    segment_id: owned(id),
+                },
+            )]
         }
         ["retail-media", "accounts", account, "audience-segments"] => {
-            vec![(Method::PATCH, Endpoint::RetailUpdate { account_id: owned(account) })]
+            vec![(
+                Method::PATCH,
+                Endpoint::RetailUpdate {
+                    account_id: owned(account),
+                },
+            )]
         }
-        ["retail-media", "accounts", account, "audience-segments", "create"] => {
-            vec![(Method::POST, Endpoint::RetailCreate { account_id: owned(account) })]
+        [
+            "retail-media",
+            "accounts",
+            account,
+            "audience-segments",
+            "create",
+        ] => {
+            vec![(
+                Method::POST,
+                Endpoint::RetailCreate {
+                    account_id: owned(account),
+                },
+            )]
         }
-        ["retail-media", "accounts", account, "audience-segments", "search"] => {
-            vec![(Method::POST, Endpoint::RetailSearch { account_id: owned(account) })]
+        [
+            "retail-media",
+            "accounts",
+            account,
+            "audience-segments",
+            "search",
+        ] => {
+            vec![(
+                Method::POST,
+                Endpoint::RetailSearch {
+                    account_id: owned(account),
+                },
+            )]
         }
-        ["retail-media", "accounts", account, "audience-segments", "delete"] => {
-            vec![(Method::POST, Endpoint::RetailDelete { account_id: owned(account) })]
+        [
+            "retail-media",
+            "accounts",
+            account,
+            "audience-segments",
+            "delete",
+        ] => {
+            vec![(
+                Method::POST,
+                Endpoint::RetailDelete {
+                    account_id: owned(account),
+                },
+            )]
         }
-        ["retail-media", "accounts", account, "audience-segments", id, "contact-list"] => vec![(
+        [
+            "retail-media",
+            "accounts",
+            account,
+            "audience-segments",
+            id,
+            "contact-list",
+        ] => vec![(
             Method::GET,
             Endpoint::RetailStatistics {
                 account_id: owned(account),
                 segment_id: owned(id),
             },
         )],
-        ["retail-media", "audience-segments", id, "contact-list", "add-remove"] => {
-            vec![(Method::POST, Endpoint::RetailAddRemove { segment_id: owned(id) })]
+        [
+            "retail-media",
+            "audience-segments",
+            id,
+            "contact-list",
+            "add-remove",
+        ] => {
+            vec![(
+                Method::POST,
+                Endpoint::RetailAddRemove {
+                    segment_id: owned(id),
+                },
+            )]
         }
-        ["retail-media", "audience-segments", id, "contact-list", "clear"] => {
-            vec![(Method::POST, Endpoint::RetailClear { segment_id: owned(id) })]
+        [
+            "retail-media",
+            "audience-segments",
+            id,
+            "contact-list",
+            "clear",
+        ] => {
+            vec![(
+                Method::POST,
+                Endpoint::RetailClear {
+                    segment_id: owned(id),
+                },
+            )]
         }
         _ => return Err(RouteError::NotFound),
     };

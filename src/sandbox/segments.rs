@@ -43,9 +43,15 @@ impl Paging {
                         })?;
                 }
                 "offset" => {
-                    paging.offset = value.parse::<u32>().map(|offset| offset as usize).map_err(|_| {
-                        invalid_range(format!("offset must be an integer of 0 or more, got `{value}`."))
-                    })?;
+                    paging.offset =
+                        value
+                            .parse::<u32>()
+                            .map(|offset| offset as usize)
+                            .map_err(|_| {
+                                invalid_range(format!(
+                                    "offset must be an integer of 0 or more, got `{value}`."
+                                ))
+                            })?;
                 }
                 _ => {}
             }
@@ -56,7 +62,11 @@ impl Paging {
     /// Builds the search response for all matching entities, in id order.
     pub(crate) fn respond(&self, matches: Vec<Value>) -> Response {
         let total = matches.len();
-        let page: Vec<Value> = matches.into_iter().skip(self.offset).take(self.limit).collect();
+        let page: Vec<Value> = matches
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect();
         let body = json!({
             "data": page,
             "meta": { "totalItems": total, "limit": self.limit, "offset": self.offset },
@@ -68,7 +78,9 @@ impl Paging {
 }
 
 fn invalid_range(detail: String) -> ApiError {
-    ApiError::bad_request(Problem::validation("invalid-range", "Value out of range").with_detail(detail))
+    ApiError::bad_request(
+        Problem::validation("invalid-range", "Value out of range").with_detail(detail),
+    )
 }
 
 /// Search filters present in `data.attributes`; an absent filter matches everything.
@@ -113,7 +125,7 @@ impl Filters<'_> {
         Ok(filters)
     }
 
-    /// Whether a contact-list segment with this owner and id passes the filters.
+    /// Checks whether a contact-list segment with this owner and id passes the filters.
     pub(crate) fn matches(&self, owner_id: &str, segment_id: &str) -> bool {
         let passes = |filter: &Option<Vec<&str>>, value: &str| {
             filter.as_ref().is_none_or(|values| values.contains(&value))
@@ -144,13 +156,16 @@ pub(crate) fn check_name(name: &str, pointer: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     Err(ApiError::bad_request(
-        Problem::validation("name-must-not-be-empty", "The name must not be empty").with_pointer(pointer),
+        Problem::validation("name-must-not-be-empty", "The name must not be empty")
+            .with_pointer(pointer),
     ))
 }
 
 pub(crate) fn duplicate_name(name: &str, pointer: &str) -> Problem {
     Problem::validation("name-must-be-unique", "The name must be unique")
-        .with_detail(format!("Another segment of the same owner is already named `{name}`."))
+        .with_detail(format!(
+            "Another segment of the same owner is already named `{name}`."
+        ))
         .with_pointer(pointer)
 }
 
@@ -188,14 +203,20 @@ pub(crate) fn parse_update_items(value: &Value) -> Result<Vec<UpdateItem>, ApiEr
         body::require_digits(id, &format!("{pointer}/id"))?;
 
         let attributes_pointer = format!("{pointer}/attributes");
-        let attributes = body::as_object(body::required(item, &pointer, "attributes")?, &attributes_pointer)?;
+        let attributes = body::as_object(
+            body::required(item, &pointer, "attributes")?,
+            &attributes_pointer,
+        )?;
         let name = body::optional_str(attributes, &attributes_pointer, "name")?;
         if let Some(name) = name {
             check_name(name, &format!("{attributes_pointer}/name"))?;
         }
         let description = match body::optional(attributes, "description") {
             None => None,
-            Some(wrapper) => Some(parse_nillable_string(wrapper, &format!("{attributes_pointer}/description"))?),
+            Some(wrapper) => Some(parse_nillable_string(
+                wrapper,
+                &format!("{attributes_pointer}/description"),
+            )?),
         };
 
         updates.push(UpdateItem {
@@ -247,11 +268,17 @@ mod tests {
     fn paging_defaults_and_bounds() {
         assert_eq!(
             Paging::from_query(None, 100).unwrap(),
-            Paging { limit: 50, offset: 0 }
+            Paging {
+                limit: 50,
+                offset: 0
+            }
         );
         assert_eq!(
             Paging::from_query(Some("limit=0&offset=7"), 100).unwrap(),
-            Paging { limit: 0, offset: 7 }
+            Paging {
+                limit: 0,
+                offset: 7
+            }
         );
         assert!(Paging::from_query(Some("limit=101"), 100).is_err());
         assert!(Paging::from_query(Some("limit=-1"), 100).is_err());

@@ -134,7 +134,8 @@ pub(crate) fn issue_token(app: &App, headers: &HeaderMap, body: &[u8]) -> Respon
     }
 
     let client = client_id.as_deref().and_then(|id| app.clients.get(id));
-    let Some(client) = client.filter(|client| Some(&client.client_secret) == client_secret.as_ref())
+    let Some(client) =
+        client.filter(|client| Some(&client.client_secret) == client_secret.as_ref())
     else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -174,9 +175,14 @@ mod tests {
 
         assert_eq!(
             store.check(&token, start + Duration::from_secs(899)),
-            TokenStatus::Valid { client_id: "client" }
+            TokenStatus::Valid {
+                client_id: "client"
+            }
         );
-        assert_eq!(store.check(&token, start + Duration::from_secs(900)), TokenStatus::Expired);
+        assert_eq!(
+            store.check(&token, start + Duration::from_secs(900)),
+            TokenStatus::Expired
+        );
         assert_eq!(store.check("other", start), TokenStatus::Unknown);
     }
 
