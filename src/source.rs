@@ -85,6 +85,10 @@ pub fn session_context(activation: &Activation) -> Result<SessionContext, Source
     let runtime = runtime.build_arc().map_err(engine_error)?;
 
     let mut config = SessionConfig::new().with_information_schema(false);
+    // Evaluate the segment's filters while decoding Parquet, so the wide text columns
+    // (emails) are only decoded for the rows that pass.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
     if let Some(partitions) = activation.engine.target_partitions {
         config = config.with_target_partitions(partitions.max(1));
     }

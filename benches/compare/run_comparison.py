@@ -328,21 +328,37 @@ def ratio_table(summaries: list[dict]) -> str:
     ours = by_tool.get("audience-sync")
     if not ours or not ours["day2_median_wall_secs"]:
         return ""
+    others = [summary for tool, summary in by_tool.items() if tool != "audience-sync"]
+    if not others:
+        return ""
     metrics = ["day1_wall_secs", "day2_median_wall_secs", "day2_median_cpu_secs", "day2_median_peak_rss_mib"]
     lines = [
         "| other tool ÷ audience-sync | day 1 wall | day 2 wall | day 2 CPU | day 2 peak RSS |",
         "|---|---:|---:|---:|---:|",
     ]
-    for tool, summary in by_tool.items():
-        if tool == "audience-sync":
-            continue
+    for summary in others:
         cells = []
         for metric in metrics:
             if summary[metric] and ours[metric]:
                 cells.append(f"{summary[metric] / ours[metric]:.2f}×")
             else:
                 cells.append("—")
-        lines.append(f"| {tool} | " + " | ".join(cells) + " |")
+        lines.append(f"| {summary['tool']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def memory_table(run: dict) -> str:
+    """Tabulate the memory test's day-1 and day-2 runs of audience-sync."""
+    lines = [
+        "| run | exit code | wall (s) | CPU (s) | peak RSS (MiB) | adds | removes |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, measurement in [("day 1", run["day1"]), *(("day 2", m) for m in run["day2"])]:
+        report = measurement["report"] or {}
+        lines.append(
+            f"| {label} | {measurement['exit_code']} | {number(measurement['wall_secs'])} | {number(measurement['cpu_secs'])} "
+            f"| {number(measurement['peak_rss_mib'], 0)} | {number(report.get('added'), 0)} | {number(report.get('removed'), 0)} |"
+        )
     return "\n".join(lines)
 
 
@@ -458,8 +474,12 @@ def main() -> None:
     }
     path = write_results(args.data_dir, payload)
 
-    print(f"\n{args.rows:,} customers, {args.repeat if not args.memory_test else 1} day-2 runs per tool, server: {args.server}\n")
-    print(markdown_table(outcome["summaries"]))
+    if args.memory_test:
+        print(f"\n{args.rows:,} customers, audience-sync with memory_limit_mib = {outcome['memory_limit_mib']}\n")
+        print(memory_table(outcome["runs"]["audience-sync"]))
+    else:
+        print(f"\n{args.rows:,} customers, {args.repeat} day-2 runs per tool, server: {args.server}\n")
+        print(markdown_table(outcome["summaries"]))
     ratios = ratio_table(outcome["summaries"])
     if ratios:
         print(f"\n{ratios}")
