@@ -477,6 +477,75 @@ impl Activation {
     }
 }
 
+impl Activation {
+    /// Renders the merged settings (defaults, activation file and overrides) as JSON for
+    /// `check`, with the resolved name and description.
+    ///
+    /// Storage option values are masked unless their key is known to hold no secret
+    /// (endpoint, region and the like), and URLs lose their password and query string.
+    /// Credentials never reach this value: they come from the environment.
+    pub fn effective_settings(&self) -> serde_json::Value {
+        let mut settings =
+            serde_json::to_value(&self.effective).expect("the activation settings serialize");
+        settings["name"] = serde_json::json!(self.name);
+        settings["description"] = serde_json::json!(self.description);
+
+        let redact_field = |value: &mut serde_json::Value| {
+            if let Some(text) = value.as_str() {
+                *value = serde_json::Value::String(redact_location(text));
+            }
+        };
+        if let Some(sources) = settings["sources"].as_object_mut() {
+            sources.values_mut().for_each(redact_field);
+        }
+        redact_field(&mut settings["state"]["url"]);
+        redact_field(&mut settings["destination"]["api_url"]);
+        redact_field(&mut settings["destination"]["token_url"]);
+        if let Some(stores) = settings["storage"].as_object_mut() {
+            for options in stores.values_mut().filter_map(|options| options.as_object_mut()) {
+                for (key, value) in options.iter_mut() {
+                    if !is_public_storage_option(key) {
+                        *value = serde_json::Value::String("****".into());
+                    }
+                }
+            }
+        }
+        settings
+    }
+}
+
+/// Storage option keys whose values are shown by `check`; any other value is masked,
+/// because object stores take keys, tokens and passwords under many names.
+const PUBLIC_STORAGE_OPTION_PARTS: &[&str] = &[
+    "endpoint",
+    "region",
+    "allow_http",
+    "allow_invalid_certificates",
+    "virtual_hosted_style_request",
+    "bucket",
+    "container_name",
+    "account_name",
+    "use_emulator",
+    "skip_signature",
+    "timeout",
+];
+
+fn is_public_storage_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    PUBLIC_STORAGE_OPTION_PARTS
+        .iter()
+        .any(|part| key.contains(part))
+}
+
+/// A location as written, or with the password and query string masked when a URL has
+/// either.
+fn redact_location(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(url) if url.password().is_some() || url.query().is_some() => redact_url(&url),
+        _ => text.to_string(),
+    }
+}
+
 fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
@@ -1134,6 +1203,28 @@ audience_id = 987654
         };
         let shown = format!("{credentials:?} {}", credentials.client_secret);
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn effective_settings_mask_storage_secrets() {
+        let text = MINIMAL.replace(
+            "customers = \"data/customers.parquet\"",
+            "customers = \"https://user:pw@files.example/customers.parquet?sig=abc\"",
+        ) + "[storage.\"s3://bucket\"]\nsecret_access_key = \"hunter2\"\nregion = \"eu-west-1\"\n";
+        let (_dir, path) = setup(&text);
+        let activation = Activation::load(&path, &LoadOptions::default()).unwrap();
+
+        let settings = activation.effective_settings();
+
+        let shown = settings.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("pw@"), "{shown}");
+        assert!(!shown.contains("sig=abc"), "{shown}");
+        assert_eq!(settings["storage"]["s3://bucket"]["region"], "eu-west-1");
+        assert_eq!(settings["storage"]["s3://bucket"]["secret_access_key"], "****");
+        assert_eq!(settings["name"], "VIP customers");
+        assert_eq!(settings["description"], "Spent over 100");
+        assert_eq!(settings["destination"]["max_batch_identifiers"], 50_000);
     }
 
     #[test]

@@ -38,7 +38,8 @@ enum CliCommand {
     Run(RunArgs),
     /// Compute and print the plan; send and write nothing.
     Plan(PlanArgs),
-    /// Validate settings, SQL, state and destination access without side effects.
+    /// Validate settings, SQL, state and destination access without side effects, and print
+    /// the effective settings with secrets masked.
     Check(ActivationArgs),
     /// Inspect or reset an activation's state.
     #[command(subcommand)]

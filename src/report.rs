@@ -88,6 +88,9 @@ pub struct RunReport {
     pub criteo_valid: u64,
     pub criteo_invalid: u64,
     pub identifiers: BTreeMap<String, TypeReport>,
+    /// Effective settings of the activation with secrets masked; only `check` sets them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
     /// Version of the committed snapshot after the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_version: Option<u64>,

@@ -6,8 +6,9 @@
 //!        report <─ release lock <─ commit acknowledged <─ deliver <─────┘
 //! ```
 //!
-//! `plan` stops after the guards and writes nothing; `check` validates the settings, the
-//! SQL, the state and destination access without reading any member.
+//! `plan` stops after the guards and writes nothing. `check` validates the settings, the
+//! SQL, the state and destination access without reading any member, and it reports the
+//! effective settings with secrets masked.
 
 use std::collections::BTreeMap;
 use std::hash::Hasher;
@@ -21,15 +22,15 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::config::{Activation, Credentials, SyncMode};
-use crate::destination::audience::{self, AudienceTarget};
+use crate::config::{Activation, Credentials, DestinationKind, Location, SyncMode};
+use crate::destination::audience;
 use crate::destination::delivery::{self, DeliveryOptions, DeliveryResult, Work};
 use crate::destination::{CriteoClient, DestinationError, Operation};
-use crate::diff::{self, TypeDiff};
+use crate::diff::TypeDiff;
 use crate::error::{Error, ExitCode};
 use crate::identifiers::{IdentifierSet, IdentifierType, Normalizer};
 use crate::report::{RunReport, Status, TypeReport};
-use crate::snapshot::{CommitInfo, Snapshot, StateStore};
+use crate::snapshot::{self, CommitInfo, Snapshot, StateStore};
 use crate::source::{self, SourceError};
 
 /// Which command runs.
@@ -154,11 +155,13 @@ async fn plan_and_deliver(
     state: &StateStore,
     credentials: Option<Credentials>,
 ) -> Result<ExitCode, Error> {
-    let previous = state.load().await?;
+    let mut previous = state.load().await?;
+    forget_other_audience(activation, &mut previous, report);
     tracing::info!(
         state = state.location(),
         version = previous.manifest.as_ref().map_or(0, |manifest| manifest.version),
         identifiers = previous.total(),
+        in_doubt = previous.total_in_doubt(),
         "loaded snapshot"
     );
 
@@ -193,17 +196,20 @@ async fn plan_and_deliver(
             max_concurrent_requests: activation.destination.max_concurrent_requests,
             gum_caller_id: activation.destination.gum_caller_id,
         };
+        let intent = snapshot::union(work.iter().map(|item| (item.identifier_type, item.set.as_ref())));
+        state.record_intent(previous.manifest.as_ref(), &report.run_id, &intent).await?;
         delivery::deliver(client.clone(), &target, &work, &delivery_options, options.stop.clone()).await
     };
     let acknowledged = tally(&delivered, &work, report);
 
-    let audience_changed = previous.manifest.as_ref().and_then(|manifest| manifest.audience_id.as_deref())
-        != Some(target.id.as_str())
-        || previous.manifest.as_ref().and_then(|manifest| manifest.audience_name.as_deref())
-            != Some(activation.name.as_str());
+    let recorded = previous.manifest.as_ref();
+    let audience_changed = recorded.and_then(|manifest| manifest.audience_id.as_deref()) != Some(target.id.as_str())
+        || recorded.and_then(|manifest| manifest.audience_name.as_deref()) != Some(activation.name.as_str())
+        || recorded.and_then(|manifest| manifest.audience_description.as_deref()) != activation.description.as_deref();
     let failed = delivered.outcomes.iter().any(|outcome| outcome.result.is_err());
     if acknowledged.any || (audience_changed && !failed) {
-        let next = next_snapshot(&previous, &acknowledged);
+        let unacknowledged = snapshot::union(acknowledged.unacknowledged.iter().map(|(identifier_type, set)| (*identifier_type, set)));
+        let (next, in_doubt) = previous.next(&acknowledged.adds, &acknowledged.removes, &unacknowledged);
         let manifest = state
             .commit(
                 previous.manifest.as_ref(),
@@ -214,6 +220,7 @@ async fn plan_and_deliver(
                     audience_description: activation.description.clone(),
                 },
                 &next,
+                &in_doubt,
             )
             .await?;
         report.snapshot_version = Some(manifest.version);
@@ -224,12 +231,26 @@ async fn plan_and_deliver(
     Ok(delivery_exit(&delivered, report))
 }
 
-/// Runs the segment and normalizes every mapped column.
-async fn read_members(activation: &Activation, report: &mut RunReport) -> Result<Members, Error> {
-    let ctx = source::session_context(activation)?;
-    source::register_sources(&ctx, activation).await?;
-    let mut segment = source::run_segment(&ctx, activation).await?;
+/// Empties the previous snapshot when it was delivered to another audience than the
+/// configured one. The configured audience contains none of it, so every identifier is
+/// sent again, and the other audience keeps its members.
+fn forget_other_audience(activation: &Activation, previous: &mut Snapshot, report: &mut RunReport) {
+    let recorded = previous.manifest.as_ref().and_then(|manifest| manifest.audience_id.clone());
+    let (Some(configured), Some(recorded)) = (&activation.destination.audience_id, recorded) else {
+        return;
+    };
+    if *configured != recorded && (!previous.sets.is_empty() || !previous.in_doubt.is_empty()) {
+        report.push_warning(format!(
+            "the snapshot holds what audience {recorded} received, not the configured audience \
+             {configured}; every current identifier is sent to {configured}, and {recorded} keeps its members"
+        ));
+        previous.sets.clear();
+        previous.in_doubt.clear();
+    }
+}
 
+/// Creates one normalizer per identifier mapping, in the order of the mappings.
+fn new_normalizers(activation: &Activation) -> Result<Vec<Normalizer>, Error> {
     let mut normalizers = Vec::new();
     for mapping in &activation.identifiers {
         let normalizer = Normalizer::new(mapping.identifier_type, &activation.normalize).map_err(|error| {
@@ -240,6 +261,16 @@ async fn read_members(activation: &Activation, report: &mut RunReport) -> Result
         })?;
         normalizers.push(normalizer);
     }
+    Ok(normalizers)
+}
+
+/// Runs the segment and normalizes every mapped column.
+async fn read_members(activation: &Activation, report: &mut RunReport) -> Result<Members, Error> {
+    let ctx = source::session_context(activation)?;
+    source::register_sources(&ctx, activation).await?;
+    let mut segment = source::run_segment(&ctx, activation).await?;
+
+    let mut normalizers = new_normalizers(activation)?;
     let mut keys = KeyCounter::default();
     let mut members = 0u64;
     while let Some(batch) = segment.stream.next().await {
@@ -305,8 +336,7 @@ fn plan(
     let mut diffs = Vec::new();
     for identifier_type in types {
         let current = &members.sets[&identifier_type];
-        let before = previous.set(identifier_type);
-        let mut type_diff = diff::diff(identifier_type, current, &before);
+        let mut type_diff = previous.diff(identifier_type, current);
         if options.full_resync {
             type_diff.adds = current.clone();
             type_diff.removes = IdentifierSet::empty_for(identifier_type);
@@ -408,6 +438,8 @@ struct Acknowledged {
     any: bool,
     adds: BTreeMap<IdentifierType, IdentifierSet>,
     removes: BTreeMap<IdentifierType, IdentifierSet>,
+    /// Batches sent without an acknowledgement: Criteo may or may not have applied them.
+    unacknowledged: Vec<(IdentifierType, IdentifierSet)>,
 }
 
 /// Fills the report's delivery counts and collects the acknowledged identifiers.
@@ -416,6 +448,7 @@ fn tally(delivered: &DeliveryResult, work: &[Work], report: &mut RunReport) -> A
         any: false,
         adds: BTreeMap::new(),
         removes: BTreeMap::new(),
+        unacknowledged: Vec::new(),
     };
     report.batches.planned = (delivered.outcomes.len() + delivered.not_sent) as u64;
     report.batches.not_sent = delivered.not_sent as u64;
@@ -455,6 +488,13 @@ fn tally(delivered: &DeliveryResult, work: &[Work], report: &mut RunReport) -> A
             Err(failure) => {
                 report.batches.failed += 1;
                 report.push_error(failure.to_string(), failure.problem.clone());
+                let item = work
+                    .iter()
+                    .find(|item| item.identifier_type == outcome.identifier_type && item.operation == outcome.operation)
+                    .expect("every outcome comes from a work item");
+                acknowledged
+                    .unacknowledged
+                    .push((outcome.identifier_type, slice_of(&item.set, outcome.range.clone())));
             }
         }
     }
@@ -484,26 +524,6 @@ fn append(target: &mut IdentifierSet, slice: IdentifierSet) {
         (IdentifierSet::Clear(target), IdentifierSet::Clear(slice)) => target.extend(slice),
         _ => unreachable!("one type has one representation"),
     }
-}
-
-/// The previous snapshot plus acknowledged adds minus acknowledged removes.
-fn next_snapshot(previous: &Snapshot, acknowledged: &Acknowledged) -> BTreeMap<IdentifierType, IdentifierSet> {
-    let mut types: Vec<IdentifierType> = previous.sets.keys().copied().collect();
-    types.extend(acknowledged.adds.keys().copied());
-    types.sort();
-    types.dedup();
-    let mut next = BTreeMap::new();
-    for identifier_type in types {
-        let empty = IdentifierSet::empty_for(identifier_type);
-        let before = previous.set(identifier_type);
-        let adds = acknowledged.adds.get(&identifier_type).unwrap_or(&empty);
-        let removes = acknowledged.removes.get(&identifier_type).unwrap_or(&empty);
-        let after = diff::apply(&before, adds, removes);
-        if !after.is_empty() {
-            next.insert(identifier_type, after);
-        }
-    }
-    next
 }
 
 /// Status and exit code after delivery.
@@ -659,39 +679,52 @@ fn hash128(bytes: &[u8]) -> u128 {
     ((high.finish() as u128) << 64 | low.finish() as u128) & !(1u128 << 127)
 }
 
-/// Validates settings, SQL, state and destination access; reads no member and sends no
-/// change.
+/// Validates settings, SQL, state and destination access; reads no member, sends no
+/// change and writes nothing. The report carries the effective settings, secrets masked.
 async fn check(activation: &Activation, report: &mut RunReport) -> Result<ExitCode, Error> {
+    let mut settings = activation.effective_settings();
+    report.settings = Some(settings.clone());
+
     let ctx = source::session_context(activation)?;
     source::register_sources(&ctx, activation).await?;
     // Planning the query checks tables, columns and types without reading rows.
     let segment = source::run_segment(&ctx, activation).await?;
+    // An empty array of each mapped column's type shows whether its identifier type reads it.
+    for (mut normalizer, index) in new_normalizers(activation)?.into_iter().zip(&segment.identifier_indices) {
+        let field = segment.schema.field(*index);
+        let empty = datafusion::arrow::array::new_empty_array(field.data_type());
+        normalizer.push_array(empty.as_ref()).map_err(|error| SourceError::Read {
+            message: format!("column `{}`: {error}", field.name()),
+        })?;
+    }
     drop(segment);
 
-    let state = StateStore::open(activation)?;
-    let previous = state.latest_manifest().await?;
-    if let Some(lock) = state.read_lock().await? {
-        report.push_warning(format!("the activation is locked by run {} until {}", lock.run_id, lock.expires_at.to_rfc3339()));
-    }
+    // Opening a local state store creates its folder, and a missing folder contains no state.
+    let state_missing = matches!(&activation.state_location, Location::Local(path) if !path.exists());
+    let previous = if state_missing {
+        None
+    } else {
+        let state = StateStore::open(activation)?;
+        if let Some(lock) = state.read_lock().await? {
+            report.push_warning(format!("the activation is locked by run {} until {}", lock.run_id, lock.expires_at.to_rfc3339()));
+        }
+        state.latest_manifest().await?
+    };
 
     let credentials = Credentials::from_env()?;
+    settings["credentials"] = serde_json::json!({
+        "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret.to_string(),
+    });
+    report.settings = Some(settings);
     let client = CriteoClient::new(&activation.destination, credentials)?;
     let (target, source) = audience::resolve_audience(&client, activation, previous.as_ref(), true).await?;
-    match (&target, activation.destination.kind) {
-        (Some(AudienceTarget { id, .. }), crate::config::DestinationKind::Criteo) => {
-            if let Some(advertiser_id) = &activation.destination.advertiser_id {
-                let audiences = audience::list_audiences(&client, advertiser_id).await?;
-                if !audiences.iter().any(|audience| &audience.id == id) {
-                    return Err(DestinationError::AudienceNotFound {
-                        audience_id: id.clone(),
-                        problem: Default::default(),
-                    }
-                    .into());
-                }
-            }
-        }
-        (None, _) => report.push_warning(format!("no audience named `{}` exists yet; the first run creates it", activation.name)),
-        _ => {}
+    match &target {
+        Some(target) => audience::verify_access(&client, activation, target, source).await?,
+        None => report.push_warning(format!("no audience named `{}` exists yet; the first run creates it", activation.name)),
+    }
+    if activation.destination.kind == DestinationKind::CriteoRetailMedia && activation.destination.account_id.is_none() {
+        report.push_warning("set `destination.account_id` so that check can verify access to the customer list");
     }
     report.audience_id = target.map(|target| target.id);
     report.audience_source = Some(source);

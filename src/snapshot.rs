@@ -3,46 +3,70 @@
 //! Layout under the activation's prefix:
 //!
 //! ```text
-//! {prefix}/lock.json                          held while a run works; created only if absent
-//! {prefix}/snapshots/{version}-{run_id}.parquet   sorted (identifier_type, identifier)
-//! {prefix}/manifests/{version:020}.json       names the snapshot file; created only if absent
+//! {prefix}/lock.json                                   held while a run works (see `lock`)
+//! {prefix}/intents/{version:020}-{run_id}.parquet      what a run is about to send
+//! {prefix}/snapshots/{version:020}-{run_id}.parquet    acknowledged identifiers
+//! {prefix}/snapshots/{version:020}-{run_id}.in-doubt.parquet   identifiers in doubt
+//! {prefix}/manifests/{version:020}.json                names the files; created only if absent
 //! ```
 //!
-//! A commit writes the snapshot under a name no other run can use, then creates the next
-//! numbered manifest with a create-only put. Readers take the highest manifest, so they see
-//! the old snapshot or the new one, never a mix; a crash before the manifest exists leaves
-//! only an unreferenced data file. Two writers cannot both create manifest `n + 1`: the
-//! second gets `AlreadyExists` and fails without touching the first one's commit. Both
-//! primitives work on every object store, the local file system included.
+//! Every data file is sorted by (identifier_type, identifier). A commit writes its data
+//! files under names no other run can use, then creates the next numbered manifest with a
+//! create-only put. Readers take the highest manifest, so they see the old snapshot or the
+//! new one, never a mix; a crash before the manifest exists leaves only unreferenced data
+//! files. Two writers cannot both create manifest `n + 1`: the second gets `AlreadyExists`
+//! and fails without touching the first one's commit. Both primitives work on every object
+//! store, the local file system included.
 //!
-//! What is safe: deleting `lock.json` of a run that is known to be dead (`state unlock`).
-//! What is not: editing or deleting manifests or snapshot files by hand while runs go on.
+//! # Identifiers in doubt
+//!
+//! A batch that was sent but not acknowledged (a timeout, a dropped connection, a crash)
+//! may or may not have changed the audience. Leaving it out of the snapshot is not enough:
+//! an add that Criteo applied would never be removed once its member leaves the segment,
+//! and a removal that Criteo applied would never be undone once the member comes back.
+//! Such identifiers are kept "in doubt" until a later run gets an acknowledgement for them:
+//! the next diff adds them again while they are in the segment and removes them again once
+//! they are not, and both are harmless when the audience already agrees.
+//!
+//! Before sending, a run records its plan as an intent file named after the version it
+//! will commit. A run that dies before committing leaves its intent behind, and the next
+//! run counts those identifiers as in doubt. Intents of versions up to the latest manifest
+//! belong to committed runs and are deleted.
+//!
+//! What is safe: removing the lock of a run that is known to be dead (`state unlock`).
+//! What is not: editing or deleting manifests, intents or snapshot files by hand while runs
+//! go on.
+
+mod file;
+mod lock;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{Array, BinaryArray, BinaryBuilder, RecordBatch, StringArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+pub use lock::LockInfo;
+
 use crate::config::Activation;
+use crate::diff::{self, TypeDiff};
 use crate::identifiers::{IdentifierSet, IdentifierType, sha256};
 use crate::storage::{self, StorageError};
+
+use file::{decode_snapshot, encode_snapshot};
 
 /// Version of the manifest format this build writes and reads.
 const MANIFEST_FORMAT: u32 = 1;
 
-/// Rows per record batch in snapshot files.
-const SNAPSHOT_BATCH_ROWS: usize = 65_536;
+/// Lock lifetime of `state reset`, which only lists and deletes objects.
+const RESET_LOCK_TTL_SECS: u64 = 600;
+
+/// Times `load` starts over when a commit removed the snapshot it was reading.
+const MAX_LOAD_ATTEMPTS: usize = 3;
 
 /// A failure of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -102,20 +126,42 @@ pub struct Manifest {
     /// Audience name and description as last sent, to notice a rename.
     pub audience_name: Option<String>,
     pub audience_description: Option<String>,
-    /// Snapshot file, relative to the activation's prefix.
+    /// Snapshot file, relative to the activation's `snapshots` folder.
     pub snapshot_file: String,
     /// SHA-256 of the snapshot file, lower-case hex.
     pub snapshot_sha256: String,
     pub snapshot_bytes: u64,
     /// Identifiers per type (config names).
     pub counts: BTreeMap<String, u64>,
+    /// Identifiers whose state at the destination is unknown; absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_doubt: Option<DataFile>,
 }
 
-/// The acknowledged identifiers of an activation, per type.
+/// A data file named by a manifest, with what is needed to verify it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DataFile {
+    /// File name, relative to the activation's `snapshots` folder.
+    pub file: String,
+    /// SHA-256 of the file, lower-case hex.
+    pub sha256: String,
+    pub bytes: u64,
+    /// Identifiers per type (config names).
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// Identifiers per type.
+pub type IdentifierSets = BTreeMap<IdentifierType, IdentifierSet>;
+
+/// The state of an activation: the identifiers Criteo acknowledged, and those in doubt.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub manifest: Option<Manifest>,
-    pub sets: BTreeMap<IdentifierType, IdentifierSet>,
+    /// Identifiers Criteo acknowledged and holds, as far as the acknowledgements tell.
+    pub sets: IdentifierSets,
+    /// Identifiers sent without an acknowledgement, whose state at Criteo is unknown: those
+    /// of the committed manifest and of intents that no run committed.
+    pub in_doubt: IdentifierSets,
 }
 
 impl Snapshot {
@@ -131,6 +177,80 @@ impl Snapshot {
     pub fn total(&self) -> u64 {
         self.sets.values().map(|set| set.len() as u64).sum()
     }
+
+    /// Identifiers in doubt, of all types.
+    pub fn total_in_doubt(&self) -> u64 {
+        self.in_doubt.values().map(|set| set.len() as u64).sum()
+    }
+
+    /// Diffs the current identifiers of one type against the snapshot. Identifiers in
+    /// doubt are added again when current and removed again when not.
+    pub fn diff(&self, identifier_type: IdentifierType, current: &IdentifierSet) -> TypeDiff {
+        let acknowledged = self.set(identifier_type);
+        let Some(doubt) = self.in_doubt.get(&identifier_type).filter(|set| !set.is_empty()) else {
+            return diff::diff(identifier_type, current, &acknowledged);
+        };
+        let empty = IdentifierSet::empty_for(identifier_type);
+        let settled = diff::apply(&acknowledged, &empty, doubt);
+        let reachable = diff::apply(&acknowledged, doubt, &empty);
+        let against_settled = diff::diff(identifier_type, current, &settled);
+        let against_reachable = diff::diff(identifier_type, current, &reachable);
+        TypeDiff {
+            identifier_type,
+            adds: against_settled.adds,
+            removes: against_reachable.removes,
+            unchanged: against_settled.unchanged,
+        }
+    }
+
+    /// The state after a delivery: the snapshot plus acknowledged adds minus acknowledged
+    /// removes, and the identifiers in doubt plus those of unacknowledged batches minus
+    /// every acknowledged one.
+    pub fn next(
+        &self,
+        added: &IdentifierSets,
+        removed: &IdentifierSets,
+        unacknowledged: &IdentifierSets,
+    ) -> (IdentifierSets, IdentifierSets) {
+        let sets = apply_per_type(&self.sets, added, removed);
+        let resolved = apply_per_type(added, removed, &IdentifierSets::new());
+        let grown = apply_per_type(&self.in_doubt, unacknowledged, &IdentifierSets::new());
+        let in_doubt = apply_per_type(&grown, &IdentifierSets::new(), &resolved);
+        (sets, in_doubt)
+    }
+}
+
+/// Merges sets given per type, such as the batches of a delivery, into one set per type.
+pub fn union<'a>(parts: impl IntoIterator<Item = (IdentifierType, &'a IdentifierSet)>) -> IdentifierSets {
+    let mut out = IdentifierSets::new();
+    for (identifier_type, part) in parts {
+        let empty = IdentifierSet::empty_for(identifier_type);
+        let merged = diff::apply(out.get(&identifier_type).unwrap_or(&empty), part, &empty);
+        if !merged.is_empty() {
+            out.insert(identifier_type, merged);
+        }
+    }
+    out
+}
+
+/// `(base ∪ added) − removed` for every type that occurs in `base` or `added`; empty sets
+/// are left out.
+fn apply_per_type(base: &IdentifierSets, added: &IdentifierSets, removed: &IdentifierSets) -> IdentifierSets {
+    let mut types: Vec<IdentifierType> = base.keys().chain(added.keys()).copied().collect();
+    types.sort();
+    types.dedup();
+    let mut out = IdentifierSets::new();
+    for identifier_type in types {
+        let empty = IdentifierSet::empty_for(identifier_type);
+        let before = base.get(&identifier_type).unwrap_or(&empty);
+        let plus = added.get(&identifier_type).unwrap_or(&empty);
+        let minus = removed.get(&identifier_type).unwrap_or(&empty);
+        let after = diff::apply(before, plus, minus);
+        if !after.is_empty() {
+            out.insert(identifier_type, after);
+        }
+    }
+    out
 }
 
 /// What `commit` records beside the identifiers.
@@ -140,28 +260,6 @@ pub struct CommitInfo {
     pub audience_id: Option<String>,
     pub audience_name: Option<String>,
     pub audience_description: Option<String>,
-}
-
-/// The lock file's content.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub run_id: String,
-    pub host: String,
-    pub pid: u32,
-    pub started_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
-
-impl LockInfo {
-    fn describe(&self) -> String {
-        format!(
-            "run {} on host {} (pid {}), started {}",
-            self.run_id,
-            self.host,
-            self.pid,
-            self.started_at.to_rfc3339()
-        )
-    }
 }
 
 /// The state of one activation in an object store.
@@ -226,21 +324,27 @@ impl StateStore {
         self.prefix.clone().join("manifests").join(format!("{version:020}.json"))
     }
 
-    fn lock_path(&self) -> StorePath {
-        self.prefix.clone().join("lock.json")
+    fn data_path(&self, file_name: &str) -> StorePath {
+        self.prefix.clone().join("snapshots").join(file_name)
+    }
+
+    fn intents_folder(&self) -> StorePath {
+        self.prefix.clone().join("intents")
+    }
+
+    async fn list(&self, folder: &StorePath) -> Result<Vec<object_store::ObjectMeta>, StateError> {
+        self.store
+            .list(Some(folder))
+            .try_collect()
+            .await
+            .map_err(|source| self.unreadable("list", folder, source))
     }
 
     /// Returns the versions of all manifests, ascending.
     async fn manifest_versions(&self) -> Result<Vec<u64>, StateError> {
         let folder = self.prefix.clone().join("manifests");
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&folder))
-            .try_collect()
-            .await
-            .map_err(|source| self.unreadable("list", &folder, source))?;
         let mut versions = Vec::new();
-        for object in objects {
+        for object in self.list(&folder).await? {
             let name = object.location.filename().unwrap_or_default();
             let Some(number) = name.strip_suffix(".json") else {
                 continue;
@@ -259,8 +363,14 @@ impl StateStore {
         let Some(version) = self.manifest_versions().await?.last().copied() else {
             return Ok(None);
         };
+        self.read_manifest(version).await
+    }
+
+    async fn read_manifest(&self, version: u64) -> Result<Option<Manifest>, StateError> {
         let path = self.manifest_path(version);
-        let bytes = self.read(&path).await?;
+        let Some(bytes) = self.read_if_present(&path).await? else {
+            return Ok(None);
+        };
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|error| self.corrupt(&path, format!("the manifest is not valid JSON ({error})")))?;
         if manifest.format != MANIFEST_FORMAT {
@@ -278,37 +388,77 @@ impl StateStore {
         Ok(Some(manifest))
     }
 
-    async fn read(&self, path: &StorePath) -> Result<Bytes, StateError> {
-        let result = self
-            .store
-            .get(path)
-            .await
-            .map_err(|source| self.unreadable("read", path, source))?;
-        result
+    async fn read_if_present(&self, path: &StorePath) -> Result<Option<Bytes>, StateError> {
+        let result = match self.store.get(path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(self.unreadable("read", path, source)),
+        };
+        let bytes = result
             .bytes()
             .await
-            .map_err(|source| self.unreadable("read", path, source))
+            .map_err(|source| self.unreadable("read", path, source))?;
+        Ok(Some(bytes))
     }
 
-    /// Loads the latest committed snapshot, verifying its checksum, order and counts.
+    /// Loads the latest committed snapshot, verifying checksums, order and counts, and
+    /// adds the identifiers of uncommitted intents to those in doubt.
     pub async fn load(&self) -> Result<Snapshot, StateError> {
-        let Some(manifest) = self.latest_manifest().await? else {
-            return Ok(Snapshot::default());
-        };
-        let path = self.prefix.clone().join("snapshots").join(manifest.snapshot_file.as_str());
-        let bytes = match self.store.get(&path).await {
-            Ok(result) => result
-                .bytes()
-                .await
-                .map_err(|source| self.unreadable("read", &path, source))?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(self.corrupt(&path, "the snapshot file named by the manifest is missing"));
+        let mut attempt = 1;
+        loop {
+            let latest = self.manifest_versions().await?.last().copied();
+            match self.load_version(latest).await {
+                // A commit that finished while this load ran may have deleted the files of
+                // the version it read; the newer version is then complete.
+                Err(StateError::Corrupt { .. })
+                    if attempt < MAX_LOAD_ATTEMPTS && self.manifest_versions().await?.last().copied() > latest =>
+                {
+                    tracing::debug!(attempt, "the snapshot changed while it was read; reading it again");
+                    attempt += 1;
+                }
+                result => return result,
             }
-            Err(source) => return Err(self.unreadable("read", &path, source)),
+        }
+    }
+
+    async fn load_version(&self, version: Option<u64>) -> Result<Snapshot, StateError> {
+        let Some(version) = version else {
+            return Ok(Snapshot {
+                in_doubt: self.read_intents(0).await?,
+                ..Snapshot::default()
+            });
         };
-        if bytes.len() as u64 != manifest.snapshot_bytes
-            || hex_digest(&sha256(&bytes)) != manifest.snapshot_sha256
-        {
+        let manifest = self
+            .read_manifest(version)
+            .await?
+            .ok_or_else(|| self.corrupt(&self.manifest_path(version), "the latest manifest disappeared while it was read"))?;
+        let main = DataFile {
+            file: manifest.snapshot_file.clone(),
+            sha256: manifest.snapshot_sha256.clone(),
+            bytes: manifest.snapshot_bytes,
+            counts: manifest.counts.clone(),
+        };
+        let sets = self.read_data_file(&main).await?;
+        let recorded = match &manifest.in_doubt {
+            Some(data_file) => self.read_data_file(data_file).await?,
+            None => IdentifierSets::new(),
+        };
+        let pending = self.read_intents(version).await?;
+        Ok(Snapshot {
+            manifest: Some(manifest),
+            sets,
+            in_doubt: apply_per_type(&recorded, &pending, &IdentifierSets::new()),
+        })
+    }
+
+    /// Reads and verifies one data file named by a manifest.
+    async fn read_data_file(&self, data_file: &DataFile) -> Result<IdentifierSets, StateError> {
+        let path = self.data_path(&data_file.file);
+        let bytes = self
+            .read_if_present(&path)
+            .await?
+            .ok_or_else(|| self.corrupt(&path, "the snapshot file named by the manifest is missing"))?;
+        if bytes.len() as u64 != data_file.bytes || hex_digest(&sha256(&bytes)) != data_file.sha256 {
             return Err(self.corrupt(
                 &path,
                 "the snapshot file does not match the checksum in its manifest (truncated or changed)",
@@ -317,7 +467,7 @@ impl StateStore {
         let sets = decode_snapshot(bytes).map_err(|reason| self.corrupt(&path, reason))?;
         for identifier_type in IdentifierType::ALL {
             let found = sets.get(&identifier_type).map_or(0, |set| set.len() as u64);
-            let expected = manifest.counts.get(identifier_type.config_name()).copied().unwrap_or(0);
+            let expected = data_file.counts.get(identifier_type.config_name()).copied().unwrap_or(0);
             if found != expected {
                 return Err(self.corrupt(
                     &path,
@@ -328,28 +478,70 @@ impl StateStore {
                 ));
             }
         }
-        Ok(Snapshot {
-            manifest: Some(manifest),
-            sets,
-        })
+        Ok(sets)
     }
 
-    /// Commits a new snapshot as the version after `previous`.
+    /// Returns the union of the intents of versions after `committed`: runs that sent
+    /// without committing.
+    async fn read_intents(&self, committed: u64) -> Result<IdentifierSets, StateError> {
+        let mut union = IdentifierSets::new();
+        for object in self.list(&self.intents_folder()).await? {
+            if file_version(&object.location).is_none_or(|version| version <= committed) {
+                continue;
+            }
+            let Some(bytes) = self.read_if_present(&object.location).await? else {
+                continue;
+            };
+            let sets = decode_snapshot(bytes).map_err(|reason| self.corrupt(&object.location, reason))?;
+            tracing::warn!(
+                intent = %self.shown_path(&object.location),
+                identifiers = sets.values().map(|set| set.len() as u64).sum::<u64>(),
+                "a run sent changes without committing them; their identifiers are in doubt and sent again as needed"
+            );
+            union = apply_per_type(&union, &sets, &IdentifierSets::new());
+        }
+        Ok(union)
+    }
+
+    /// Records, before sending, the identifiers this run is about to add or remove, so a
+    /// crash before the commit leaves them in doubt instead of forgotten.
+    pub async fn record_intent(&self, previous: Option<&Manifest>, run_id: &str, sets: &IdentifierSets) -> Result<(), StateError> {
+        let version = previous.map_or(1, |manifest| manifest.version + 1);
+        let path = self.intents_folder().join(format!("{version:020}-{run_id}.parquet"));
+        let bytes = encode_snapshot(sets).map_err(|reason| self.corrupt(&path, reason))?;
+        match self.put_new(&path, Bytes::from(bytes)).await {
+            // Only this run writes under its run id: a retried put of its own file.
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(source) => Err(self.unreadable("write", &path, source)),
+        }
+    }
+
+    /// Commits a new snapshot as the version after `previous`, with the identifiers in
+    /// doubt beside it.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError::ConcurrentCommit`] when another run created that version first;
+    /// [`StateError::Unreadable`] when the store fails.
     pub async fn commit(
         &self,
         previous: Option<&Manifest>,
         info: CommitInfo,
-        sets: &BTreeMap<IdentifierType, IdentifierSet>,
+        sets: &IdentifierSets,
+        in_doubt: &IdentifierSets,
     ) -> Result<Manifest, StateError> {
         let version = previous.map_or(1, |manifest| manifest.version + 1);
-        let file_name = format!("{version:020}-{}.parquet", info.run_id);
-        let data_path = self.prefix.clone().join("snapshots").join(file_name.as_str());
-        let bytes = encode_snapshot(sets).map_err(|reason| self.corrupt(&data_path, reason))?;
-        let snapshot_sha256 = hex_digest(&sha256(&bytes));
-        let snapshot_bytes = bytes.len() as u64;
-        self.put_new(&data_path, Bytes::from(bytes))
-            .await
-            .map_err(|source| self.unreadable("write", &data_path, source))?;
+        let main = self
+            .write_data_file(format!("{version:020}-{}.parquet", info.run_id), sets)
+            .await?;
+        let in_doubt = if in_doubt.is_empty() {
+            None
+        } else {
+            Some(
+                self.write_data_file(format!("{version:020}-{}.in-doubt.parquet", info.run_id), in_doubt)
+                    .await?,
+            )
+        };
 
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -360,26 +552,58 @@ impl StateStore {
             audience_id: info.audience_id,
             audience_name: info.audience_name,
             audience_description: info.audience_description,
-            snapshot_file: file_name,
-            snapshot_sha256,
-            snapshot_bytes,
-            counts: sets
-                .iter()
-                .map(|(identifier_type, set)| (identifier_type.config_name().to_string(), set.len() as u64))
-                .collect(),
+            snapshot_file: main.file,
+            snapshot_sha256: main.sha256,
+            snapshot_bytes: main.bytes,
+            counts: main.counts,
+            in_doubt,
         };
         let manifest_path = self.manifest_path(version);
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         match self.put_new(&manifest_path, Bytes::from(body)).await {
             Ok(()) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let _ = self.store.delete(&data_path).await;
-                return Err(StateError::ConcurrentCommit { version });
+                // The store client retries a put whose response was lost, and the retry
+                // then finds this run's own manifest.
+                let existing = self.read_manifest(version).await?;
+                if existing.as_ref().is_some_and(|existing| existing.run_id == manifest.run_id) {
+                    tracing::debug!(version, "the manifest was written by an earlier attempt of this put");
+                } else {
+                    self.delete_data_files(&manifest).await;
+                    return Err(StateError::ConcurrentCommit { version });
+                }
             }
             Err(source) => return Err(self.unreadable("write", &manifest_path, source)),
         }
-        self.remove_old_snapshots(version).await;
+        self.remove_old_files(version).await;
         Ok(manifest)
+    }
+
+    async fn write_data_file(&self, file_name: String, sets: &IdentifierSets) -> Result<DataFile, StateError> {
+        let path = self.data_path(&file_name);
+        let bytes = encode_snapshot(sets).map_err(|reason| self.corrupt(&path, reason))?;
+        let data_file = DataFile {
+            file: file_name,
+            sha256: hex_digest(&sha256(&bytes)),
+            bytes: bytes.len() as u64,
+            counts: sets
+                .iter()
+                .map(|(identifier_type, set)| (identifier_type.config_name().to_string(), set.len() as u64))
+                .collect(),
+        };
+        match self.put_new(&path, Bytes::from(bytes)).await {
+            // The name holds this run's id, so only a retried put of this run finds it.
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(data_file),
+            Err(source) => Err(self.unreadable("write", &path, source)),
+        }
+    }
+
+    async fn delete_data_files(&self, manifest: &Manifest) {
+        let mut files = vec![manifest.snapshot_file.as_str()];
+        files.extend(manifest.in_doubt.as_ref().map(|data_file| data_file.file.as_str()));
+        for file in files {
+            let _ = self.store.delete(&self.data_path(file)).await;
+        }
     }
 
     async fn put_new(&self, path: &StorePath, bytes: Bytes) -> Result<(), object_store::Error> {
@@ -393,131 +617,53 @@ impl StateStore {
             .map(|_| ())
     }
 
-    /// Deletes snapshot files older than the previous version. Best effort: a file left
-    /// behind only costs space.
-    async fn remove_old_snapshots(&self, current_version: u64) {
-        let folder = self.prefix.clone().join("snapshots");
-        let Ok(objects) = self.store.list(Some(&folder)).try_collect::<Vec<_>>().await else {
-            return;
-        };
-        for object in objects {
-            let name = object.location.filename().unwrap_or_default();
-            let version = name.split('-').next().and_then(|number| number.parse::<u64>().ok());
-            if version.is_some_and(|version| version + 1 < current_version)
-                && let Err(error) = self.store.delete(&object.location).await
-            {
-                tracing::warn!(file = %self.shown_path(&object.location), %error, "failed to delete an old snapshot file");
-            }
-        }
-    }
-
-    /// Takes the activation's lock, replacing a lock that expired.
-    pub async fn acquire_lock(&self, run_id: &str, ttl_secs: u64) -> Result<LockInfo, StateError> {
-        let path = self.lock_path();
-        let now = Utc::now();
-        let info = LockInfo {
-            run_id: run_id.to_string(),
-            host: hostname(),
-            pid: std::process::id(),
-            started_at: now,
-            expires_at: now + chrono::Duration::seconds(ttl_secs.min(i64::MAX as u64) as i64),
-        };
-        let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock serializes"));
-        for _ in 0..2 {
-            match self.put_new(&path, body.clone()).await {
-                Ok(()) => return Ok(info),
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(source) => return Err(self.unreadable("create lock", &path, source)),
-            }
-            let holder = self.read_lock().await?;
-            match holder {
-                Some(holder) if holder.expires_at > now => {
-                    return Err(StateError::LockHeld {
-                        holder: holder.describe(),
-                        expires_at: holder.expires_at.to_rfc3339(),
-                    });
+    /// Deletes snapshot files older than the previous version, which a reader that just
+    /// listed the manifests may still open, and intents up to the committed version. Best
+    /// effort: a file left behind costs only space.
+    async fn remove_old_files(&self, committed: u64) {
+        let folders = [
+            (self.prefix.clone().join("snapshots"), committed.saturating_sub(2)),
+            (self.intents_folder(), committed),
+        ];
+        for (folder, up_to) in folders {
+            let Ok(objects) = self.list(&folder).await else {
+                continue;
+            };
+            for object in objects {
+                if file_version(&object.location).is_some_and(|version| version <= up_to)
+                    && let Err(error) = self.store.delete(&object.location).await
+                {
+                    tracing::warn!(file = %self.shown_path(&object.location), %error, "failed to delete an old state file");
                 }
-                Some(holder) => {
-                    // NOTE: two runs that both find the same expired lock may both delete it;
-                    // the create-only put below then lets only one of them in.
-                    tracing::warn!(holder = %holder.describe(), "replacing an expired lock");
-                    self.remove_lock().await?;
-                }
-                None => {}
             }
         }
-        Err(StateError::LockHeld {
-            holder: "a run that took the lock while this one replaced an expired lock".into(),
-            expires_at: "unknown".into(),
-        })
     }
 
-    /// Reads the current lock; an unreadable lock file counts as expired.
-    pub async fn read_lock(&self) -> Result<Option<LockInfo>, StateError> {
-        let path = self.lock_path();
-        match self.store.get(&path).await {
-            Ok(result) => {
-                let bytes = result
-                    .bytes()
-                    .await
-                    .map_err(|source| self.unreadable("read lock", &path, source))?;
-                Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LockInfo {
-                    run_id: "unknown (unreadable lock file)".into(),
-                    host: "unknown".into(),
-                    pid: 0,
-                    started_at: DateTime::<Utc>::MIN_UTC,
-                    expires_at: DateTime::<Utc>::MIN_UTC,
-                })))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(self.unreadable("read lock", &path, source)),
-        }
-    }
-
-    /// Deletes the lock file, whoever holds it.
-    pub async fn remove_lock(&self) -> Result<(), StateError> {
-        let path = self.lock_path();
-        match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(self.unreadable("delete lock", &path, source)),
-        }
-    }
-
-    /// Releases a lock this run holds, unless another run replaced it.
-    pub async fn release_lock(&self, lock: &LockInfo) -> Result<(), StateError> {
-        match self.read_lock().await? {
-            Some(current) if current.run_id == lock.run_id => self.remove_lock().await,
-            _ => Ok(()),
-        }
-    }
-
-    /// Deletes every object of the activation's state.
+    /// Deletes every object of the activation's state, under its lock so that no run is
+    /// working on it. Returns the number of objects deleted.
     pub async fn reset(&self) -> Result<u64, StateError> {
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&self.prefix))
-            .try_collect()
-            .await
-            .map_err(|source| self.unreadable("list", &self.prefix, source))?;
+        let run_id = format!("state-reset-{}", uuid::Uuid::new_v4().simple());
+        let lock = self.acquire_lock(&run_id, RESET_LOCK_TTL_SECS).await?;
+        let lock_path = self.lock_path();
         let mut deleted = 0;
-        for object in objects {
+        for object in self.list(&self.prefix).await? {
+            if object.location == lock_path {
+                continue;
+            }
             self.store
                 .delete(&object.location)
                 .await
                 .map_err(|source| self.unreadable("delete", &object.location, source))?;
             deleted += 1;
         }
+        self.release_lock(&lock).await?;
         Ok(deleted)
     }
 }
 
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+/// The version a state file's name starts with (`{version:020}-…`).
+fn file_version(path: &StorePath) -> Option<u64> {
+    path.filename()?.split('-').next()?.parse().ok()
 }
 
 /// Lower-case hex of a digest.
@@ -527,107 +673,142 @@ pub fn hex_digest(digest: &[u8; 32]) -> String {
     String::from_utf8(out).expect("hex is ASCII")
 }
 
-fn snapshot_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("identifier_type", DataType::Utf8, false),
-        Field::new("identifier", DataType::Binary, false),
-    ]))
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
 
-/// Writes the sets as Parquet sorted by (type, identifier). Types are written in the order
-/// of their config names, so the file is sorted as a whole.
-fn encode_snapshot(sets: &BTreeMap<IdentifierType, IdentifierSet>) -> Result<Vec<u8>, String> {
-    let schema = snapshot_schema();
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
-        .build();
-    let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(properties))
-        .map_err(|error| format!("failed to start the snapshot file: {error}"))?;
-    let mut ordered: Vec<_> = sets.iter().collect();
-    ordered.sort_by_key(|(identifier_type, _)| identifier_type.config_name());
-    for (identifier_type, set) in ordered {
-        let name = identifier_type.config_name();
-        let mut start = 0;
-        while start < set.len() {
-            let end = (start + SNAPSHOT_BATCH_ROWS).min(set.len());
-            let mut types = StringBuilder::with_capacity(end - start, (end - start) * name.len());
-            let mut values = BinaryBuilder::new();
-            for index in start..end {
-                types.append_value(name);
-                match set {
-                    IdentifierSet::Hashed(digests) => values.append_value(digests[index]),
-                    IdentifierSet::Clear(texts) => values.append_value(texts[index].as_bytes()),
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const EMAIL: IdentifierType = IdentifierType::Email;
+
+    /// Distinct small numbers as sorted digests, so sets stay readable in failures.
+    fn digests(values: &BTreeSet<u16>) -> IdentifierSet {
+        IdentifierSet::Hashed(
+            values
+                .iter()
+                .map(|value| {
+                    let mut digest = [0u8; 32];
+                    digest[..2].copy_from_slice(&value.to_be_bytes());
+                    digest
+                })
+                .collect(),
+        )
+    }
+
+    fn numbers(set: &IdentifierSet) -> BTreeSet<u16> {
+        match set {
+            IdentifierSet::Hashed(digests) => digests.iter().map(|digest| u16::from_be_bytes([digest[0], digest[1]])).collect(),
+            IdentifierSet::Clear(_) => unreachable!("email sets are hashed"),
+        }
+    }
+
+    fn sets(values: &BTreeSet<u16>) -> IdentifierSets {
+        if values.is_empty() {
+            IdentifierSets::new()
+        } else {
+            IdentifierSets::from([(EMAIL, digests(values))])
+        }
+    }
+
+    fn numbers_of(sets: &IdentifierSets) -> BTreeSet<u16> {
+        sets.get(&EMAIL).map(numbers).unwrap_or_default()
+    }
+
+    fn snapshot(acknowledged: &BTreeSet<u16>, in_doubt: &BTreeSet<u16>) -> Snapshot {
+        Snapshot {
+            manifest: None,
+            sets: sets(acknowledged),
+            in_doubt: sets(in_doubt),
+        }
+    }
+
+    #[test]
+    fn in_doubt_identifiers_are_sent_again_both_ways() {
+        let state = snapshot(&BTreeSet::from([1, 2, 3]), &BTreeSet::from([3, 4]));
+        let current = digests(&BTreeSet::from([2, 3, 4, 5]));
+
+        let planned = state.diff(EMAIL, &current);
+
+        assert_eq!(numbers(&planned.adds), BTreeSet::from([3, 4, 5]));
+        assert_eq!(numbers(&planned.removes), BTreeSet::from([1]));
+        assert_eq!(planned.unchanged, 1);
+    }
+
+    #[test]
+    fn in_doubt_removal_of_departed_member_is_resent() {
+        let state = snapshot(&BTreeSet::from([1]), &BTreeSet::from([9]));
+
+        let planned = state.diff(EMAIL, &digests(&BTreeSet::from([1])));
+
+        assert!(planned.adds.is_empty());
+        assert_eq!(numbers(&planned.removes), BTreeSet::from([9]));
+    }
+
+    #[test]
+    fn acknowledgement_resolves_doubt() {
+        let state = snapshot(&BTreeSet::from([1, 2]), &BTreeSet::from([2, 3, 4]));
+
+        let (next, in_doubt) = state.next(&sets(&BTreeSet::from([3])), &sets(&BTreeSet::from([2])), &sets(&BTreeSet::from([5])));
+
+        assert_eq!(numbers_of(&next), BTreeSet::from([1, 3]));
+        assert_eq!(numbers_of(&in_doubt), BTreeSet::from([4, 5]));
+    }
+
+    fn small_set() -> impl Strategy<Value = BTreeSet<u16>> {
+        proptest::collection::btree_set(0u16..60, 0..30)
+    }
+
+    proptest! {
+        /// Models Criteo's real audience: whatever subset of the unacknowledged batches it
+        /// applied, the state stays consistent with it, and one clean run converges it to
+        /// the segment.
+        #[test]
+        fn failed_delivery_then_clean_run_converges(
+            audience in small_set(),
+            in_doubt in small_set(),
+            segment in small_set(),
+            next_segment in small_set(),
+            acknowledged_mask in any::<u64>(),
+            applied_mask in any::<u64>(),
+        ) {
+            // Outside the doubt, the snapshot knows the audience exactly.
+            let known: BTreeSet<u16> = audience.difference(&in_doubt).copied().collect();
+            let state = snapshot(&known, &in_doubt);
+            let mut audience = audience;
+
+            let planned = state.diff(EMAIL, &digests(&segment));
+            let (mut added, mut removed, mut unacknowledged) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+            for (operation, values) in [("add", numbers(&planned.adds)), ("remove", numbers(&planned.removes))] {
+                for value in values {
+                    let bit = 1u64 << (value % 64);
+                    let acknowledged = acknowledged_mask & bit != 0;
+                    if acknowledged || applied_mask & bit != 0 {
+                        if operation == "add" { audience.insert(value); } else { audience.remove(&value); }
+                    }
+                    match (acknowledged, operation) {
+                        (true, "add") => { added.insert(value); }
+                        (true, _) => { removed.insert(value); }
+                        (false, _) => { unacknowledged.insert(value); }
+                    }
                 }
             }
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(types.finish()), Arc::new(values.finish())],
-            )
-            .map_err(|error| format!("failed to build a snapshot batch: {error}"))?;
-            writer
-                .write(&batch)
-                .map_err(|error| format!("failed to write the snapshot file: {error}"))?;
-            start = end;
-        }
-    }
-    writer
-        .close()
-        .map_err(|error| format!("failed to finish the snapshot file: {error}"))?;
-    Ok(buffer)
-}
+            let (next, next_doubt) = state.next(&sets(&added), &sets(&removed), &sets(&unacknowledged));
+            let next_known = numbers_of(&next);
+            let next_doubt = numbers_of(&next_doubt);
+            let outside: BTreeSet<u16> = audience.difference(&next_doubt).copied().collect();
+            let known_outside: BTreeSet<u16> = next_known.difference(&next_doubt).copied().collect();
+            prop_assert_eq!(outside, known_outside, "the state no longer describes the audience");
 
-/// Reads a snapshot file back into sets, checking types, digest sizes and strict order.
-fn decode_snapshot(bytes: Bytes) -> Result<BTreeMap<IdentifierType, IdentifierSet>, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|error| format!("the snapshot is not a readable Parquet file ({error})"))?
-        .with_batch_size(SNAPSHOT_BATCH_ROWS)
-        .build()
-        .map_err(|error| format!("the snapshot is not a readable Parquet file ({error})"))?;
-    let mut hashed: BTreeMap<IdentifierType, Vec<[u8; 32]>> = BTreeMap::new();
-    let mut clear: BTreeMap<IdentifierType, Vec<Box<str>>> = BTreeMap::new();
-    for batch in reader {
-        let batch = batch.map_err(|error| format!("failed to read snapshot rows ({error})"))?;
-        let types = batch
-            .column_by_name("identifier_type")
-            .and_then(|column| column.as_any().downcast_ref::<StringArray>())
-            .ok_or("the snapshot has no `identifier_type` text column")?;
-        let values = batch
-            .column_by_name("identifier")
-            .and_then(|column| column.as_any().downcast_ref::<BinaryArray>())
-            .ok_or("the snapshot has no `identifier` binary column")?;
-        if types.null_count() > 0 || values.null_count() > 0 {
-            return Err("the snapshot contains null values".into());
-        }
-        for row in 0..batch.num_rows() {
-            let name = types.value(row);
-            let identifier_type = IdentifierType::parse(name)
-                .ok_or_else(|| format!("unknown identifier type `{name}` in the snapshot"))?;
-            let value = values.value(row);
-            if identifier_type.is_hashed() {
-                let digest: [u8; 32] = value
-                    .try_into()
-                    .map_err(|_| format!("a {name} identifier is not a 32-byte SHA-256"))?;
-                hashed.entry(identifier_type).or_default().push(digest);
-            } else {
-                let text = std::str::from_utf8(value)
-                    .map_err(|_| format!("a {name} identifier is not valid UTF-8"))?;
-                clear.entry(identifier_type).or_default().push(text.into());
-            }
+            let clean = Snapshot { manifest: None, sets: next, in_doubt: sets(&next_doubt) };
+            let planned = clean.diff(EMAIL, &digests(&next_segment));
+            for value in numbers(&planned.adds) { audience.insert(value); }
+            for value in numbers(&planned.removes) { audience.remove(&value); }
+            let (last, last_doubt) = clean.next(&IdentifierSets::from([(EMAIL, planned.adds.clone())]), &IdentifierSets::from([(EMAIL, planned.removes.clone())]), &IdentifierSets::new());
+            prop_assert_eq!(&audience, &next_segment);
+            prop_assert_eq!(numbers_of(&last), next_segment);
+            prop_assert!(last_doubt.is_empty());
         }
     }
-    let mut sets = BTreeMap::new();
-    for (identifier_type, digests) in hashed {
-        if !digests.windows(2).all(|pair| pair[0] < pair[1]) {
-            return Err(format!("the {} identifiers are not sorted and unique", identifier_type.config_name()));
-        }
-        sets.insert(identifier_type, IdentifierSet::Hashed(digests));
-    }
-    for (identifier_type, texts) in clear {
-        if !texts.windows(2).all(|pair| pair[0] < pair[1]) {
-            return Err(format!("the {} identifiers are not sorted and unique", identifier_type.config_name()));
-        }
-        sets.insert(identifier_type, IdentifierSet::Clear(texts));
-    }
-    Ok(sets)
 }

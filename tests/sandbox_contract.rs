@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use audience_sync::sandbox::{
-    DuplicateNamePolicy, Fault, RouteKind, Sandbox, SandboxClient, SandboxConfig,
+    DeprecatedVersion, DuplicateNamePolicy, Fault, RouteKind, Sandbox, SandboxClient, SandboxConfig,
 };
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -1408,4 +1408,189 @@ async fn early_errors_on_large_body_are_readable() {
             "authorization-token-expired".to_owned()
         )
     );
+}
+
+#[tokio::test]
+async fn deprecated_version_sends_sunset() {
+    let config = SandboxConfig {
+        deprecated_versions: vec![DeprecatedVersion {
+            version: "2026-01".to_owned(),
+            sunset: "Wed, 27 Jan 2027 00:00:00 GMT".to_owned(),
+        }],
+        ..SandboxConfig::default()
+    };
+    let sandbox = start(config).await;
+    let http = Client::new();
+    let token = token(&http, &sandbox).await;
+    let path = format!("marketing-solutions/audience-segments/{AUDIENCE}/contact-list/statistics");
+
+    let deprecated = http
+        .get(format!("{}/2026-01/{path}", sandbox.base_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let current = http
+        .get(format!("{}/2026-07/{path}", sandbox.base_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(deprecated.status(), StatusCode::OK);
+    assert_eq!(header(&deprecated, "deprecation"), Some("true"));
+    assert_eq!(
+        header(&deprecated, "sunset"),
+        Some("Wed, 27 Jan 2027 00:00:00 GMT")
+    );
+    assert_eq!(header(&current, "deprecation"), None);
+}
+
+#[tokio::test]
+async fn amend_rejects_mixed_identifier_types() {
+    let sandbox = start(SandboxConfig::default()).await;
+    let http = Client::new();
+    let token = token(&http, &sandbox).await;
+    let marketing = json!({ "data": { "type": "ContactlistAmendment", "attributes": {
+        "operation": "add", "identifierType": ["email", "madid"], "identifiers": hashes(0..1) } } });
+    let retail = json!({ "data": { "type": "AddRemoveContactlist", "attributes": {
+        "operation": "add", "identifierType": ["Email", "CustomerId"], "identifiers": hashes(0..1) } } });
+    let retail_url = api_url(
+        &sandbox,
+        &format!("retail-media/audience-segments/{RETAIL_SEGMENT}/contact-list/add-remove"),
+    );
+
+    let marketing_response = amend(&http, &sandbox, &token, AUDIENCE, &marketing).await;
+    let retail_response = post_json(&http, retail_url, &token, &retail).await;
+
+    assert_eq!(
+        error_code(marketing_response).await,
+        (StatusCode::BAD_REQUEST, "invalid".to_owned())
+    );
+    assert_eq!(
+        error_code(retail_response).await,
+        (StatusCode::BAD_REQUEST, "invalid".to_owned())
+    );
+    assert!(sandbox.members(AUDIENCE, "email").is_empty());
+    assert!(sandbox.members(RETAIL_SEGMENT, "Email").is_empty());
+}
+
+#[tokio::test]
+async fn identifiers_of_another_type_are_invalid() {
+    let sandbox = start(SandboxConfig::default()).await;
+    let http = Client::new();
+    let token = token(&http, &sandbox).await;
+    let identifiers = vec![hash(1), "3f097372-f01e-4b64-984c-395ae5828ee6".to_owned()];
+
+    let response = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &identifiers),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["attributes"]["nbValidIdentifiers"], 1);
+    assert_eq!(body["data"]["attributes"]["nbInvalidIdentifiers"], 1);
+    assert_eq!(sandbox.members(AUDIENCE, "email").len(), 1);
+    assert!(sandbox.members(AUDIENCE, "madid").is_empty());
+}
+
+#[tokio::test]
+async fn configured_limit_applies_to_both_apis() {
+    let config = SandboxConfig {
+        max_identifiers_per_request: 3,
+        ..SandboxConfig::default()
+    };
+    let sandbox = start(config).await;
+    let http = Client::new();
+    let token = token(&http, &sandbox).await;
+    let retail = |count: usize| {
+        json!({ "data": { "type": "AddRemoveContactlist", "attributes": {
+            "operation": "add", "identifierType": "Email", "identifiers": hashes(0..count) } } })
+    };
+    let retail_url = api_url(
+        &sandbox,
+        &format!("retail-media/audience-segments/{RETAIL_SEGMENT}/contact-list/add-remove"),
+    );
+
+    let marketing_at_limit = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..3)),
+    )
+    .await;
+    let marketing_above = amend(
+        &http,
+        &sandbox,
+        &token,
+        AUDIENCE,
+        &amendment("add", "email", &hashes(0..4)),
+    )
+    .await;
+    let retail_at_limit = post_json(&http, retail_url.clone(), &token, &retail(3)).await;
+    let retail_above = post_json(&http, retail_url, &token, &retail(4)).await;
+
+    assert_eq!(marketing_at_limit.status(), StatusCode::OK);
+    assert_eq!(retail_at_limit.status(), StatusCode::OK);
+    for response in [marketing_above, retail_above] {
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::BAD_REQUEST, "too-many-identifiers".to_owned())
+        );
+    }
+    assert_eq!(sandbox.members(AUDIENCE, "email").len(), 3);
+    assert_eq!(sandbox.members(RETAIL_SEGMENT, "Email").len(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_create_fault_takes_name() {
+    let sandbox = start(SandboxConfig::default()).await;
+    let http = Client::new();
+    let token = token(&http, &sandbox).await;
+    let url = api_url(&sandbox, "marketing-solutions/audience-segments/create");
+    sandbox.inject(Fault::ConcurrentCreate { count: 1 });
+
+    let raced = post_json(&http, url.clone(), &token, &create_body(&["vip"])).await;
+    let later = post_json(&http, url, &token, &create_body(&["other"])).await;
+
+    assert_eq!(
+        error_code(raced).await,
+        (StatusCode::BAD_REQUEST, "name-must-be-unique".to_owned())
+    );
+    assert_eq!(later.status(), StatusCode::OK);
+    let names: Vec<String> = sandbox
+        .audiences()
+        .into_iter()
+        .map(|audience| audience.name)
+        .collect();
+    assert_eq!(names, ["Sandbox audience", "vip", "other"]);
+}
+
+#[tokio::test]
+async fn create_without_id_fault_omits_id() {
+    let sandbox = start(SandboxConfig::default()).await;
+    let http = Client::new();
+    let token = token(&http, &sandbox).await;
+    let url = api_url(&sandbox, "marketing-solutions/audience-segments/create");
+    sandbox.inject(Fault::CreateWithoutId { count: 1 });
+
+    let response = post_json(&http, url, &token, &create_body(&["vip"])).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["data"][0].get("id").is_none(), "{body}");
+    assert_eq!(body["data"][0]["attributes"]["name"], "vip");
+    assert!(
+        sandbox
+            .audiences()
+            .iter()
+            .any(|audience| audience.name == "vip")
+    );
+    assert!(sandbox.armed_faults().is_empty());
 }

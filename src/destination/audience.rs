@@ -1,5 +1,9 @@
 //! The audience lifecycle: use the configured audience, or find it by exact name under the
 //! advertiser, or create it; rename it when the activation's name or description changes.
+//!
+//! A run that finds or creates the audience records its id in the state manifest when it
+//! commits, so later runs neither search nor create. A configured `destination.audience_id` is used as it is and
+//! never renamed, because its name in Criteo may differ from the activation's on purpose.
 
 use bytes::Bytes;
 use reqwest::Method;
@@ -91,6 +95,11 @@ pub async fn resolve_audience(
         .clone()
         .expect("validated: an advertiser is set when no audience id is");
     if let Some(found) = find_by_name(client, &advertiser_id, &activation.name).await? {
+        let description_differs =
+            activation.description.is_some() && found.description != activation.description;
+        if description_differs && !dry_run {
+            update_audience(client, activation, &found.id).await?;
+        }
         return Ok((target(found.id), AudienceSource::Found));
     }
     if dry_run {
@@ -300,6 +309,16 @@ async fn update_if_renamed(
     if !renamed && !described {
         return Ok(());
     }
+    update_audience(client, activation, id).await
+}
+
+/// Sets the audience's name and description to the activation's; an absent description
+/// clears Criteo's.
+async fn update_audience(
+    client: &CriteoClient,
+    activation: &Activation,
+    id: &str,
+) -> Result<(), DestinationError> {
     let body = json!({ "data": [ {
         "id": id,
         "type": "AudienceSegment",
@@ -321,4 +340,57 @@ async fn update_if_renamed(
     }
     tracing::info!(id, name = %activation.name, "updated audience name and description");
     Ok(())
+}
+
+/// Checks, without changing anything, that the app can deliver to `target`.
+///
+/// A Marketing Solutions audience must be among its advertiser's audiences, which a found
+/// audience already is. Without an advertiser, and for a Retail Media list, the audience's
+/// statistics must be readable. Retail Media needs `destination.account_id` for that, so
+/// without an account nothing is checked.
+pub async fn verify_access(
+    client: &CriteoClient,
+    activation: &Activation,
+    target: &AudienceTarget,
+    source: AudienceSource,
+) -> Result<(), DestinationError> {
+    let destination = &activation.destination;
+    let statistics_path = match (
+        target.api,
+        &destination.advertiser_id,
+        &destination.account_id,
+    ) {
+        (Api::MarketingSolutions, _, _) if source == AudienceSource::Found => return Ok(()),
+        (Api::MarketingSolutions, Some(advertiser_id), _) => {
+            let audiences = list_audiences(client, advertiser_id).await?;
+            if audiences.iter().any(|audience| audience.id == target.id) {
+                return Ok(());
+            }
+            return Err(DestinationError::AudienceNotFound {
+                audience_id: target.id.clone(),
+                problem: Default::default(),
+            });
+        }
+        (Api::MarketingSolutions, None, _) => format!(
+            "marketing-solutions/audience-segments/{}/contact-list/statistics",
+            target.id
+        ),
+        (Api::RetailMedia, _, Some(account_id)) => format!(
+            "retail-media/accounts/{account_id}/audience-segments/{}/contact-list",
+            target.id
+        ),
+        (Api::RetailMedia, _, None) => return Ok(()),
+    };
+    let url = client.url(&statistics_path);
+    let action = format!("read the statistics of audience {}", target.id);
+    match client.send(Method::GET, &url, None, &action).await {
+        Ok(_) => Ok(()),
+        Err(failure) if matches!(failure.problem.status, Some(403 | 404)) => {
+            Err(DestinationError::AudienceNotFound {
+                audience_id: target.id.clone(),
+                problem: failure.problem,
+            })
+        }
+        Err(failure) => Err(failure.into()),
+    }
 }

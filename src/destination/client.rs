@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::config::{Credentials, DestinationSettings, Secret};
@@ -93,49 +93,32 @@ impl CriteoClient {
         body: Option<Bytes>,
         action: &str,
     ) -> Result<Bytes, RequestFailure> {
+        self.send_until_stopped(method, url, body, action, None).await
+    }
+
+    /// Like [`send`](Self::send), but gives up instead of waiting for pacing or a retry once
+    /// `stop` turns true. A request already on the wire is never cut off, so its outcome is
+    /// known; the failure of a stopped request is temporary.
+    pub async fn send_until_stopped(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+        action: &str,
+        mut stop: Option<watch::Receiver<bool>>,
+    ) -> Result<Bytes, RequestFailure> {
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
             attempt += 1;
             let token = self.token(action).await?;
-            self.pacer.acquire().await;
-            let mut request = self
-                .http
-                .request(method.clone(), url)
-                .bearer_auth(token.expose())
-                .header("Accept", "application/json");
-            if let Some(body) = &body {
-                request = request
-                    .header("Content-Type", "application/json")
-                    .body(body.clone());
+            if !wait_unless_stopped(self.pacer.acquire(), stop.as_mut()).await {
+                return Err(self.stopped(action, attempt - 1));
             }
-            let (problem, action_after) = match request.send().await {
-                Ok(response) => {
-                    self.note_deprecation(&response);
-                    let status = response.status();
-                    let reset = response
-                        .headers()
-                        .get("x-ratelimit-reset")
-                        .and_then(|value| value.to_str().ok())
-                        .map(str::to_string);
-                    let bytes = response.bytes().await;
-                    match (status.is_success(), bytes) {
-                        (true, Ok(bytes)) => return Ok(bytes),
-                        (true, Err(error)) => (network_problem(&error), Action::Backoff),
-                        (false, bytes) => {
-                            let problem = parse_problem(status, bytes.as_deref().unwrap_or_default());
-                            let action_after = match retry::classify(status.as_u16(), problem.code.as_deref()) {
-                                Action::WaitForRateLimit(_) => Action::WaitForRateLimit(
-                                    retry::until_reset(reset.as_deref(), epoch_secs()),
-                                ),
-                                other => other,
-                            };
-                            (problem, action_after)
-                        }
-                    }
-                }
-                Err(error) => (network_problem(&error), Action::Backoff),
+            let (problem, action_after) = match self.attempt(&method, url, body.as_ref(), &token).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(failed) => failed,
             };
 
             let delay = match action_after {
@@ -162,8 +145,63 @@ impl CriteoClient {
                 problem = %problem,
                 "request failed; retrying"
             );
-            tokio::time::sleep(delay).await;
+            if !wait_unless_stopped(tokio::time::sleep(delay), stop.as_mut()).await {
+                return Err(self.stopped(action, attempt));
+            }
         }
+    }
+
+    /// Sends one attempt; on failure returns the problem and what the retry table says to
+    /// do next.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&Bytes>,
+        token: &Secret,
+    ) -> Result<Bytes, (ApiProblem, Action)> {
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(token.expose())
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return Err((network_problem(&error), Action::Backoff)),
+        };
+        self.note_deprecation(&response);
+        let status = response.status();
+        let reset = response
+            .headers()
+            .get("x-ratelimit-reset")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        let bytes = response.bytes().await;
+        match (status.is_success(), bytes) {
+            (true, Ok(bytes)) => Ok(bytes),
+            (true, Err(error)) => Err((network_problem(&error), Action::Backoff)),
+            (false, bytes) => {
+                let problem = parse_problem(status, bytes.as_deref().unwrap_or_default());
+                let action_after = match retry::classify(status.as_u16(), problem.code.as_deref()) {
+                    Action::WaitForRateLimit(_) => Action::WaitForRateLimit(retry::until_reset(reset.as_deref(), epoch_secs())),
+                    other => other,
+                };
+                Err((problem, action_after))
+            }
+        }
+    }
+
+    fn stopped(&self, action: &str, attempts: u32) -> RequestFailure {
+        let problem = ApiProblem {
+            message: Some("stopped by a signal before the request could be sent or retried".into()),
+            ..ApiProblem::default()
+        };
+        self.failure(action, problem, true, attempts)
     }
 
     fn failure(&self, action: &str, problem: ApiProblem, temporary: bool, attempts: u32) -> RequestFailure {
@@ -274,6 +312,28 @@ impl CriteoClient {
             tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, problem = %problem, "token request failed; retrying");
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// Awaits `future` unless `stop` turns true first; returns whether `future` completed.
+async fn wait_unless_stopped(future: impl Future<Output = ()>, stop: Option<&mut watch::Receiver<bool>>) -> bool {
+    let Some(stop) = stop else {
+        future.await;
+        return true;
+    };
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = future => true,
+        () = stop_requested(stop) => false,
+    }
+}
+
+/// Resolves once `stop` turns true; never, if its sender is gone without stopping.
+pub(crate) async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

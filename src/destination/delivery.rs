@@ -18,6 +18,7 @@ use crate::identifiers::{IdentifierSet, IdentifierType};
 
 use super::audience::AudienceTarget;
 use super::body::{Api, amendment_body};
+use super::client::stop_requested;
 use super::{Acknowledgement, ApiProblem, CriteoClient, Operation, RequestFailure};
 
 /// One list of identifiers to add or remove.
@@ -60,8 +61,8 @@ pub fn batch_ranges(len: usize, max: usize) -> Vec<Range<usize>> {
     (0..len).step_by(max.max(1)).map(|start| start..(start + max).min(len)).collect()
 }
 
-/// Sends all work. `stop` turning true (SIGTERM) stops scheduling at a batch boundary;
-/// requests in flight finish.
+/// Sends all work. `stop` turning true (SIGTERM) stops scheduling at a batch boundary:
+/// requests on the wire finish, and batches waiting for pacing or a retry give up.
 pub async fn deliver(
     client: Arc<CriteoClient>,
     target: &AudienceTarget,
@@ -85,7 +86,7 @@ pub async fn deliver(
     for (item, range) in queue {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-            _ = stop.wait_for(|stopped| *stopped) => {
+            () = stop_requested(&mut stop) => {
                 result.interrupted = true;
                 break;
             }
@@ -101,9 +102,10 @@ pub async fn deliver(
         let client = client.clone();
         let target = target.clone();
         let gum_caller_id = options.gum_caller_id;
+        let batch_stop = stop.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let outcome = send_batch(&client, &target, &item, range.clone(), gum_caller_id).await;
+            let outcome = send_batch(&client, &target, &item, range.clone(), gum_caller_id, batch_stop).await;
             BatchOutcome {
                 identifier_type: item.identifier_type,
                 operation: item.operation,
@@ -115,6 +117,8 @@ pub async fn deliver(
     while let Some(joined) = tasks.join_next().await {
         record(&mut result, joined);
     }
+    // Batches already scheduled give up their retries on a stop, too.
+    result.interrupted |= *stop.borrow();
     result.not_sent = total - scheduled;
     result
         .outcomes
@@ -155,6 +159,7 @@ async fn send_batch(
     item: &Work,
     range: Range<usize>,
     gum_caller_id: Option<i64>,
+    stop: watch::Receiver<bool>,
 ) -> Result<Acknowledgement, RequestFailure> {
     let count = range.len();
     let body = amendment_body(target.api, item.operation, item.identifier_type, gum_caller_id, &item.set, range);
@@ -167,7 +172,7 @@ async fn send_batch(
     );
     let url = client.url(&target.amend_path());
     let bytes = client
-        .send(target.amend_method(), &url, Some(Bytes::from(body)), &action)
+        .send_until_stopped(target.amend_method(), &url, Some(Bytes::from(body)), &action, Some(stop))
         .await?;
     parse_acknowledgement(target.api, &bytes).map_err(|message| RequestFailure {
         action,

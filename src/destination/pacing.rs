@@ -3,6 +3,11 @@
 //! Criteo allows 250 calls per minute per application. A sliding window (rather than a
 //! token bucket, which allows a second full burst right after the first) keeps every
 //! 60-second window under the limit, whatever window the server counts in.
+//!
+//! The window is a second longer than a minute. The client records when a request leaves,
+//! the server counts when it arrives, and `x-ratelimit-reset` has whole seconds, so a burst
+//! of N that arrived late followed by one that arrived early exactly a minute later could
+//! otherwise land in one server window.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -10,7 +15,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-const WINDOW: Duration = Duration::from_secs(60);
+/// One minute, plus a second for the difference between when a request leaves and when
+/// the server counts it.
+const WINDOW: Duration = Duration::from_secs(61);
 
 /// Shared by all requests of one client.
 #[derive(Debug)]

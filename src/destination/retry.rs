@@ -5,8 +5,8 @@
 //! | 2xx                                        | done                                      |
 //! | 401 `authorization-token-*`                | refresh the token once, retry at once     |
 //! | 429                                        | wait until `x-ratelimit-reset`, else back off |
-//! | 500, 502, 503, 504, timeout, connection    | back off exponentially with jitter        |
-//! | other 4xx (400, 403, 404, 410, 413, 415…)  | permanent for this request                |
+//! | 408, 5xx but 501 and 505, timeout, connection | back off exponentially with jitter     |
+//! | other 4xx (400, 403, 404, 410, 413, 415…), 501, 505 | permanent for this request       |
 //!
 //! Retries stop after `max_attempts` attempts or when the next wait would pass the time
 //! budget; the failure is then temporary (exit 75), so a later run can finish the work.
@@ -35,7 +35,10 @@ pub fn classify(status: u16, error_code: Option<&str>) -> Action {
             Action::RefreshToken
         }
         429 => Action::WaitForRateLimit(None),
-        500 | 502 | 503 | 504 => Action::Backoff,
+        // 501 and 505 say the server will never handle this request; every other 5xx
+        // (500, 502, 503, 504, and those of proxies and CDNs) may pass on a later try.
+        501 | 505 => Action::Fail,
+        408 | 500..=599 => Action::Backoff,
         _ => Action::Fail,
     }
 }
@@ -99,6 +102,11 @@ mod tests {
             (502, None, Action::Backoff),
             (503, None, Action::Backoff),
             (504, None, Action::Backoff),
+            (520, None, Action::Backoff),
+            (408, None, Action::Backoff),
+            (501, None, Action::Fail),
+            (505, None, Action::Fail),
+            (409, None, Action::Fail),
             (400, Some("invalid"), Action::Fail),
             (403, Some("insufficient-advertiser-permissions"), Action::Fail),
             (404, Some("audience-invalid"), Action::Fail),

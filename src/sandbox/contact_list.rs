@@ -4,11 +4,12 @@
 //!
 //! 1. segment id: 400 if it is not a positive integer, the configured unknown-segment response
 //!    if it does not exist, 403 if it belongs to an advertiser or account the client may not
-//!    use;
-//! 2. body: 400 if it is not JSON, lacks `data`, `data.type` (Marketing Solutions only),
-//!    `data.attributes`, `operation` or `identifiers`, if a field has the wrong JSON type, if
-//!    `operation` is not `add`/`remove` or `identifierType` is outside the API's names, or if
-//!    a `gum` amendment lacks an integer `gumCallerId`;
+//!    use.
+//! 2. body: 400 if it is not JSON or lacks a required field (`data`, `data.type` for
+//!    Marketing Solutions, `data.attributes`, `operation`, `identifiers`). It is also 400 if
+//!    a field has the wrong JSON type, if `operation` is not `add` or `remove`, if
+//!    `identifierType` is outside the API's names, or if a `gum` amendment lacks an integer
+//!    `gumCallerId`.
 //! 3. size: 400 `too-many-identifiers` above the configured maximum.
 //!
 //! A valid envelope always gets 200. Identifiers that do not fit their type are counted in
@@ -121,7 +122,6 @@ fn amend_segment(
         ));
     }
 
-    let request_date = Utc::now();
     let (identifier_type, summary) = {
         let mut store = app.store();
         let segment_type = match key {
@@ -148,18 +148,31 @@ fn amend_segment(
     };
     keep_identifiers(app, record, amendment.identifiers);
 
-    let operation = match amendment.operation {
+    let body = amendment_response(key, amendment.operation, identifier_type, summary);
+    Ok(Json(body).into_response())
+}
+
+/// Builds the 200 body: Marketing Solutions nests the result under `data.attributes`,
+/// Retail Media puts it directly under `data` and adds a top-level `type`.
+fn amendment_response(
+    key: SegmentKey,
+    operation: Operation,
+    identifier_type: IdentifierType,
+    summary: AmendmentSummary,
+) -> Value {
+    let operation = match operation {
         Operation::Add => "add",
         Operation::Remove => "remove",
     };
-    let body = match key {
+    let request_date = format_request_date(Utc::now());
+    match key {
         SegmentKey::Marketing(id) => json!({
             "data": {
                 "type": "ContactlistAmendment",
                 "attributes": {
                     "contactListId": id,
                     "operation": operation,
-                    "requestDate": format_request_date(request_date),
+                    "requestDate": request_date,
                     "identifierType": identifier_type.marketing_name(),
                     "nbValidIdentifiers": summary.valid,
                     "nbInvalidIdentifiers": summary.invalid,
@@ -174,7 +187,7 @@ fn amend_segment(
             "data": {
                 "contactListId": id,
                 "operation": operation,
-                "requestDate": format_request_date(request_date),
+                "requestDate": request_date,
                 "identifierType": identifier_type.retail_name(),
                 "nbValidIdentifiers": summary.valid,
                 "nbInvalidIdentifiers": summary.invalid,
@@ -183,8 +196,7 @@ fn amend_segment(
             "errors": [],
             "warnings": [],
         }),
-    };
-    Ok(Json(body).into_response())
+    }
 }
 
 fn keep_identifiers(app: &App, record: &mut AmendmentRecord, identifiers: Vec<String>) {
@@ -215,28 +227,29 @@ fn parse_amendment(
     let attributes = object_field(data, "/data", "attributes").map_err(no_identifiers)?;
 
     let pointer = "/data/attributes";
-    let operation_name =
-        body::required_str(attributes, pointer, "operation").map_err(no_identifiers)?;
-    record.operation = Some(operation_name.to_owned());
-    let type_name =
-        body::optional_str(attributes, pointer, "identifierType").map_err(no_identifiers)?;
-    record.identifier_type = type_name.map(str::to_owned);
+    let operation_name = body::required_str(attributes, pointer, "operation")
+        .map_err(no_identifiers)?
+        .to_owned();
+    record.operation = Some(operation_name.clone());
+    let type_name = body::optional_str(attributes, pointer, "identifierType")
+        .map_err(no_identifiers)?
+        .map(str::to_owned);
+    record.identifier_type = type_name.clone();
     let gum_caller_id = body::optional(attributes, "gumCallerId").cloned();
 
     let identifiers = take_identifiers(attributes, record).map_err(no_identifiers)?;
 
-    let operation = match record.operation.as_deref() {
-        Some("add") => Operation::Add,
-        Some("remove") => Operation::Remove,
-        Some(other) => {
+    let operation = match operation_name.as_str() {
+        "add" => Operation::Add,
+        "remove" => Operation::Remove,
+        other => {
             return Err((
                 body::not_one_of("/data/attributes/operation", other, "add, remove"),
                 identifiers,
             ));
         }
-        None => unreachable!("the operation was read above"),
     };
-    let identifier_type = match record.identifier_type.as_deref() {
+    let identifier_type = match type_name.as_deref() {
         None if retail => None,
         None => {
             return Err((

@@ -4,7 +4,9 @@
 //! whose route filter matches it, and that fault's count drops by one. A status, 429 or
 //! dropped-connection fault acts before any other check, as a failing gateway would, so the
 //! request is neither authenticated nor counted against the rate limit, and its body is not
-//! read. A delay fault lets the request through and delays its response.
+//! read. A delay fault lets the request through and delays its response. The two create
+//! faults only apply to segment creates and change what the create handler does once the
+//! request passed every other check.
 
 use std::time::Duration;
 
@@ -84,6 +86,18 @@ pub enum Fault {
     /// Marks every token issued so far as expired when injected, so the next API call with
     /// one of them gets 401 `authorization-token-expired`. It does not wait in the queue.
     ExpireTokens,
+    /// Before each of the next `count` segment creates, creates a segment of every requested
+    /// name as another client would, so the create meets a duplicate name.
+    ConcurrentCreate {
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// Applies the next `count` segment creates but leaves `id` out of every created item in
+    /// the response.
+    CreateWithoutId {
+        #[serde(default = "one")]
+        count: u32,
+    },
 }
 
 /// A fault rejected before it is armed.
@@ -110,6 +124,9 @@ impl Fault {
             | Fault::RateLimit { count, route, .. }
             | Fault::DropConnection { count, route }
             | Fault::Delay { count, route, .. } => Some((*count, *route)),
+            Fault::ConcurrentCreate { count } | Fault::CreateWithoutId { count } => {
+                Some((*count, Some(RouteKind::Create)))
+            }
             Fault::ExpireTokens => None,
         }
     }
@@ -122,6 +139,17 @@ pub(crate) enum FaultAction {
     RateLimit { reset_after: Duration },
     DropConnection,
     Delay(Duration),
+    /// Changes what a segment create does; see [`CreateFault`].
+    Create(CreateFault),
+}
+
+/// A change to how a segment create is handled, once it passed every gateway check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CreateFault {
+    /// Another client creates the requested names first.
+    ConcurrentCreate,
+    /// The response leaves out the ids of the created segments.
+    WithoutId,
 }
 
 /// An armed fault and the number of requests it still applies to.
@@ -167,6 +195,8 @@ impl FaultQueue {
             },
             Fault::DropConnection { .. } => FaultAction::DropConnection,
             Fault::Delay { delay_ms, .. } => FaultAction::Delay(Duration::from_millis(delay_ms)),
+            Fault::ConcurrentCreate { .. } => FaultAction::Create(CreateFault::ConcurrentCreate),
+            Fault::CreateWithoutId { .. } => FaultAction::Create(CreateFault::WithoutId),
             Fault::ExpireTokens => unreachable!("ExpireTokens is never queued"),
         };
         armed.remaining -= 1;
@@ -241,6 +271,24 @@ mod tests {
                 route: None
             }
         );
+    }
+
+    #[test]
+    fn create_faults_apply_to_creates_only() {
+        let mut queue = FaultQueue::default();
+        queue.push(Fault::ConcurrentCreate { count: 1 });
+        queue.push(Fault::CreateWithoutId { count: 1 });
+
+        assert_eq!(queue.take(RouteKind::Search), None);
+        assert_eq!(
+            queue.take(RouteKind::Create),
+            Some(FaultAction::Create(CreateFault::ConcurrentCreate))
+        );
+        assert_eq!(
+            queue.take(RouteKind::Create),
+            Some(FaultAction::Create(CreateFault::WithoutId))
+        );
+        assert!(queue.armed().is_empty());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! resolve route ── 404 unknown path, 405 wrong method
-//!   └ armed fault ── status, 429, dropped connection (a delay fault delays the response)
+//!   └ armed fault ── status, 429, dropped connection (a delay fault delays the response,
+//!      │             a create fault goes with the request to the create handler)
 //!      ├ token route ─────────────────────────────── token handler
 //!      └ API version ── 410 decommissioned, 404 unknown
 //!         └ bearer token ── 401 missing / invalid / expired
@@ -31,7 +32,7 @@ use super::app::App;
 use super::config::{SandboxClient, SandboxConfig};
 use super::connection::ConnectionHandle;
 use super::contact_list::{self, SegmentTarget};
-use super::fault::FaultAction;
+use super::fault::{CreateFault, FaultAction};
 use super::log::{AmendmentRecord, RecordedRequest};
 use super::problem::{ApiError, Problem, ProblemType};
 use super::rate_limit::{RateLimitDecision, epoch_secs_rounded_up};
@@ -47,6 +48,8 @@ pub(crate) struct ApiContext<'a> {
     /// Request path, sent as `instance` in problems.
     pub(crate) instance: &'a str,
     pub(crate) query: Option<&'a str>,
+    /// Armed change to a segment create, taken from the fault queue for this request.
+    pub(crate) create_fault: Option<CreateFault>,
 }
 
 /// A response with what the request log needs to know about it.
@@ -136,6 +139,7 @@ async fn process(
     };
 
     let fault = app.faults().take(route.kind());
+    let mut create_fault = None;
     let delay = match fault {
         Some(FaultAction::Status(status)) => {
             body::discard(body).await;
@@ -154,13 +158,17 @@ async fn process(
             };
         }
         Some(FaultAction::Delay(delay)) => Some(delay),
+        Some(FaultAction::Create(fault)) => {
+            create_fault = Some(fault);
+            None
+        }
         None => None,
     };
 
     let outcome = match route {
         Route::Token => token_request(app, &parts, body).await,
         Route::Api { version, endpoint } => {
-            api_request(app, &version, endpoint, &parts, body).await
+            api_request(app, &version, endpoint, &parts, body, create_fault).await
         }
     };
     if let Some(delay) = delay {
@@ -186,6 +194,7 @@ async fn api_request(
     endpoint: Endpoint,
     parts: &Parts,
     body: Body,
+    create_fault: Option<CreateFault>,
 ) -> Outcome {
     let instance = parts.uri.path();
     let admitted =
@@ -209,6 +218,7 @@ async fn api_request(
             client,
             instance,
             query: parts.uri.query(),
+            create_fault,
         };
         dispatch(app, &context, endpoint, &parts.headers, body).await
     };
@@ -406,7 +416,6 @@ fn injected_rate_limit(app: &App, reset_after: Duration, instance: &str) -> Resp
 fn fault_error(status: u16) -> ApiError {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (problem_type, code) = match status.as_u16() {
-        500 => (ProblemType::Availability, "internal-error"),
         502 => (ProblemType::Availability, "bad-gateway"),
         503 => (ProblemType::Availability, "service-unavailable"),
         504 => (ProblemType::Availability, "gateway-timeout"),

@@ -16,6 +16,7 @@ use super::app::App;
 use super::body;
 use super::config::DuplicateNamePolicy;
 use super::contact_list::forbidden_owner;
+use super::fault::CreateFault;
 use super::gateway::ApiContext;
 use super::problem::{ApiError, Problem};
 use super::segments::{self, Filters, Paging};
@@ -63,6 +64,13 @@ pub(crate) fn create(
     }
 
     let mut store = app.store();
+    if context.create_fault == Some(CreateFault::ConcurrentCreate) {
+        for draft in &drafts {
+            if !store.marketing_name_taken(draft.advertiser_id, draft.name, None) {
+                store.insert_marketing(draft.advertiser_id, draft.name, draft.description);
+            }
+        }
+    }
     let mut duplicates = Vec::new();
     let mut accepted = Vec::new();
     let mut names_in_request = HashSet::new();
@@ -82,12 +90,15 @@ pub(crate) fn create(
         });
     }
 
-    let data = accepted
+    let mut data: Vec<Value> = accepted
         .iter()
         .map(|draft| {
             entity(store.insert_marketing(draft.advertiser_id, draft.name, draft.description))
         })
         .collect();
+    if context.create_fault == Some(CreateFault::WithoutId) {
+        segments::remove_ids(&mut data);
+    }
     Ok(segments::list_response(data, &duplicates, context.instance))
 }
 

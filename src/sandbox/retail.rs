@@ -16,6 +16,7 @@ use super::app::App;
 use super::body;
 use super::config::DuplicateNamePolicy;
 use super::contact_list::forbidden_owner;
+use super::fault::CreateFault;
 use super::gateway::ApiContext;
 use super::identifiers::{IdentifierType, RETAIL_LIST_TYPE_NAMES};
 use super::problem::{ApiError, Problem};
@@ -58,6 +59,19 @@ pub(crate) fn create(
     }
 
     let mut store = app.store();
+    if context.create_fault == Some(CreateFault::ConcurrentCreate) {
+        for draft in &drafts {
+            if !store.retail_name_taken(account_id, draft.name, None) {
+                store.insert_retail(
+                    account_id,
+                    draft.retailer_id,
+                    draft.name,
+                    draft.description,
+                    draft.identifier_type,
+                );
+            }
+        }
+    }
     let mut duplicates = Vec::new();
     let mut accepted = Vec::new();
     let mut names_in_request = HashSet::new();
@@ -77,7 +91,7 @@ pub(crate) fn create(
         });
     }
 
-    let data = accepted
+    let mut data: Vec<Value> = accepted
         .iter()
         .map(|draft| {
             entity(store.insert_retail(
@@ -89,6 +103,9 @@ pub(crate) fn create(
             ))
         })
         .collect();
+    if context.create_fault == Some(CreateFault::WithoutId) {
+        segments::remove_ids(&mut data);
+    }
     Ok(segments::list_response(data, &duplicates, context.instance))
 }
 

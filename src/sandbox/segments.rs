@@ -250,6 +250,15 @@ pub(crate) fn parse_delete_ids(value: &Value) -> Result<Vec<(usize, &str)>, ApiE
     Ok(ids)
 }
 
+/// Removes `id` from every entity, for the create fault that returns segments without ids.
+pub(crate) fn remove_ids(entities: &mut [Value]) {
+    for entity in entities {
+        if let Some(fields) = entity.as_object_mut() {
+            fields.remove("id");
+        }
+    }
+}
+
 /// Builds the 200 response of a bulk route.
 pub(crate) fn list_response(data: Vec<Value>, warnings: &[Problem], instance: &str) -> Response {
     let body = json!({

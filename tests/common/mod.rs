@@ -215,3 +215,233 @@ impl RunResult {
         self
     }
 }
+
+/// Writes a Parquet file with an Int64 `customer_id` key and nullable text columns, one
+/// value per key in each column.
+pub fn write_text_table(path: &Path, keys: &[i64], columns: &[(&str, Vec<Option<&str>>)]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut fields = vec![Field::new("customer_id", DataType::Int64, false)];
+    let mut arrays: Vec<datafusion::arrow::array::ArrayRef> =
+        vec![Arc::new(Int64Array::from(keys.to_vec()))];
+    for (name, values) in columns {
+        assert_eq!(
+            values.len(),
+            keys.len(),
+            "column `{name}` needs one value per key"
+        );
+        fields.push(Field::new(*name, DataType::Utf8, true));
+        arrays.push(Arc::new(StringArray::from(values.clone())));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+impl Project {
+    /// Writes the activation file from `text`, with `{api_url}` replaced by the sandbox's URL.
+    pub fn write_activation_text(&self, text: &str) {
+        let text = text.replace("{api_url}", &self.sandbox.base_url());
+        std::fs::write(self.activation(), text).unwrap();
+    }
+
+    pub fn write_segment(&self, sql: &str) {
+        std::fs::write(self.path("segment.sql"), sql).unwrap();
+    }
+
+    /// `audience-sync SUBCOMMAND... vip.toml ARGS...`
+    pub async fn activation_command(&self, subcommand: &[&str], args: &[&str]) -> RunResult {
+        let activation = self.activation();
+        let mut all = subcommand.to_vec();
+        all.push(activation.to_str().unwrap());
+        all.extend_from_slice(args);
+        self.cli(&all).await
+    }
+
+    /// Recorded requests of one route kind.
+    pub fn requests_to(
+        &self,
+        route: audience_sync::sandbox::RouteKind,
+    ) -> Vec<audience_sync::sandbox::RecordedRequest> {
+        self.sandbox
+            .requests()
+            .into_iter()
+            .filter(|request| request.route == Some(route))
+            .collect()
+    }
+}
+
+/// A moto S3 server on a free port of 127.0.0.1, started for one test and killed on drop.
+///
+/// moto 5.2.5 enforces `If-None-Match: *`, so create-only puts behave as on AWS. It accepts
+/// any access key; object requests must be signed, bucket creation need not be.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+pub const MOTO_REGION: &str = "us-east-1";
+
+impl Moto {
+    /// Starts moto and waits until it answers. Panics with the install command when moto
+    /// is not installed, so a machine without it fails the S3 tests instead of skipping them.
+    pub async fn start() -> Moto {
+        let installed = std::process::Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        assert!(
+            installed,
+            "moto[server] is not installed, and the S3 tests need it as a real S3 server on \
+             127.0.0.1; install it with `python3 -m pip install -r tests/requirements.txt`"
+        );
+        for _ in 0..3 {
+            let port = free_port();
+            let child = std::process::Command::new("python3")
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("failed to start python3 -m moto.server");
+            let mut moto = Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            };
+            if moto.wait_until_ready().await {
+                return moto;
+            }
+        }
+        panic!("moto did not start on 127.0.0.1 after 3 attempts");
+    }
+
+    /// Polls moto for up to 30 seconds; false if the process exited first (port taken).
+    async fn wait_until_ready(&mut self) -> bool {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if client.get(format!("{}/moto-api/", self.endpoint)).send().await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    pub async fn create_bucket(&self, bucket: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "create bucket {bucket}: {}", response.status());
+    }
+
+    /// The `[storage."s3://BUCKET"]` table that points audience-sync at this server.
+    pub fn storage_table(&self, bucket: &str) -> String {
+        format!(
+            "[storage.\"s3://{bucket}\"]\nendpoint = \"{}\"\nallow_http = \"true\"\nregion = \"{MOTO_REGION}\"\n\
+             access_key_id = \"testing\"\nsecret_access_key = \"testing\"\nmax_retries = \"1\"\n",
+            self.endpoint
+        )
+    }
+
+    /// An object_store client for one bucket, to upload sources and inspect state.
+    pub fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region(MOTO_REGION)
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Keys of the objects under `prefix`, sorted.
+pub async fn object_keys(store: &dyn object_store::ObjectStore, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let prefix = object_store::path::Path::from(prefix);
+    let mut keys: Vec<String> = store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+/// Sends a signal to a process with the `kill` command.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Polls `condition` every 10 ms for up to `timeout`; panics with `what` when it stays false.
+pub async fn wait_until(what: &str, timeout: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < timeout, "timed out waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+impl Project {
+    /// Starts `audience-sync run vip.toml ARGS...` with the sandbox's credentials and
+    /// returns at once; [`finish`] collects its output.
+    pub fn spawn_run(&self, args: &[&str]) -> tokio::process::Child {
+        let activation = self.activation();
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_audience-sync"))
+            .arg("run")
+            .arg(&activation)
+            .args(args)
+            .env("CRITEO_CLIENT_ID", CLIENT_ID)
+            .env("CRITEO_CLIENT_SECRET", CLIENT_SECRET)
+            .env_remove("CRITEO_CLIENT_ID_FILE")
+            .env_remove("CRITEO_CLIENT_SECRET_FILE")
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Successful amendments, as (operation, identifier) pairs, one per identifier sent.
+    pub fn acknowledged_identifiers(&self) -> Vec<(String, String)> {
+        self.amendments()
+            .into_iter()
+            .filter(|request| request.status == 200)
+            .flat_map(|request| {
+                let operation = request.operation.clone().unwrap_or_default();
+                request.identifiers.into_iter().map(move |identifier| (operation.clone(), identifier))
+            })
+            .collect()
+    }
+}
+
+/// Waits for a process started by [`Project::spawn_run`] and collects its output.
+pub async fn finish(child: tokio::process::Child) -> RunResult {
+    RunResult::from(child.wait_with_output().await.unwrap())
+}
