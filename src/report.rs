@@ -99,6 +99,9 @@ pub struct RunReport {
     /// Errors beyond the listed ones.
     pub errors_not_listed: u64,
     pub duration_ms: u64,
+    /// Wall time per phase, in milliseconds: `load_snapshot`, `read_segment`, `plan`,
+    /// `deliver` and `commit`.
+    pub phases_ms: BTreeMap<String, u64>,
 }
 
 impl RunReport {

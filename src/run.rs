@@ -20,6 +20,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use futures::StreamExt;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::{Activation, Credentials, DestinationKind, Location, SyncMode};
@@ -28,7 +29,7 @@ use crate::destination::delivery::{self, DeliveryOptions, DeliveryResult, Work};
 use crate::destination::{CriteoClient, DestinationError, Operation};
 use crate::diff::TypeDiff;
 use crate::error::{Error, ExitCode};
-use crate::identifiers::{IdentifierSet, IdentifierType, Normalizer};
+use crate::identifiers::{IdentifierSet, IdentifierType, NormalizedIdentifiers, Normalizer};
 use crate::report::{RunReport, Status, TypeReport};
 use crate::snapshot::{self, CommitInfo, Snapshot, StateStore};
 use crate::source::{self, SourceError};
@@ -155,7 +156,9 @@ async fn plan_and_deliver(
     state: &StateStore,
     credentials: Option<Credentials>,
 ) -> Result<ExitCode, Error> {
+    let mut phase = Instant::now();
     let mut previous = state.load().await?;
+    record_phase(report, "load_snapshot", &mut phase);
     forget_other_audience(activation, &mut previous, report);
     tracing::info!(
         state = state.location(),
@@ -168,9 +171,11 @@ async fn plan_and_deliver(
     let members = read_members(activation, report).await?;
     report.members = members.members;
     report.duplicate_keys = members.duplicate_keys;
+    record_phase(report, "read_segment", &mut phase);
 
     let diffs = plan(activation, options, &previous, &members, report);
-    check_guards(activation, options, &previous, &members, report)?;
+    record_phase(report, "plan", &mut phase);
+    check_guards(activation, options, &previous, &members, &diffs, report)?;
 
     if options.command == Command::Plan {
         if let Some(folder) = &options.write_plan {
@@ -187,6 +192,7 @@ async fn plan_and_deliver(
     report.audience_source = Some(source);
 
     let work = delivery_work(&diffs);
+    phase = Instant::now();
     let delivered = if work.is_empty() {
         tracing::info!("nothing changed since the last run; nothing to send");
         DeliveryResult::default()
@@ -201,6 +207,7 @@ async fn plan_and_deliver(
         delivery::deliver(client.clone(), &target, &work, &delivery_options, options.stop.clone()).await
     };
     let acknowledged = tally(&delivered, &work, report);
+    record_phase(report, "deliver", &mut phase);
 
     let recorded = previous.manifest.as_ref();
     let audience_changed = recorded.and_then(|manifest| manifest.audience_id.as_deref()) != Some(target.id.as_str())
@@ -224,11 +231,18 @@ async fn plan_and_deliver(
             )
             .await?;
         report.snapshot_version = Some(manifest.version);
+        record_phase(report, "commit", &mut phase);
         tracing::info!(version = manifest.version, "committed snapshot");
     } else {
         report.snapshot_version = previous.manifest.as_ref().map(|manifest| manifest.version);
     }
     Ok(delivery_exit(&delivered, report))
+}
+
+/// Records the time since `phase` under `name` and restarts the clock.
+fn record_phase(report: &mut RunReport, name: &str, phase: &mut Instant) {
+    report.phases_ms.insert(name.to_string(), phase.elapsed().as_millis() as u64);
+    *phase = Instant::now();
 }
 
 /// Empties the previous snapshot when it was delivered to another audience than the
@@ -268,29 +282,36 @@ fn new_normalizers(activation: &Activation) -> Result<Vec<Normalizer>, Error> {
 async fn read_members(activation: &Activation, report: &mut RunReport) -> Result<Members, Error> {
     let ctx = source::session_context(activation)?;
     source::register_sources(&ctx, activation).await?;
-    let mut segment = source::run_segment(&ctx, activation).await?;
+    let segment = source::run_segment(&ctx, activation).await?;
 
-    let mut normalizers = new_normalizers(activation)?;
-    let mut keys = KeyCounter::default();
-    let mut members = 0u64;
-    while let Some(batch) = segment.stream.next().await {
-        let batch = batch.map_err(|error| SourceError::Read {
-            message: source::describe_datafusion_error(&error),
-        })?;
-        members += batch.num_rows() as u64;
-        keys.push(batch.column(segment.key_index).as_ref());
-        for (normalizer, index) in normalizers.iter_mut().zip(&segment.identifier_indices) {
-            normalizer
-                .push_array(batch.column(*index).as_ref())
-                .map_err(|error| SourceError::Read {
-                    message: format!("column `{}`: {error}", segment.schema.field(*index).name()),
-                })?;
-        }
+    // Each output partition is normalized and hashed by its own task, so hashing runs on
+    // every core beside the scan instead of on one consumer.
+    let mut tasks = JoinSet::new();
+    for stream in segment.streams {
+        let normalizers = new_normalizers(activation)?;
+        let key_index = segment.key_index;
+        let columns: Vec<(usize, String)> = segment
+            .identifier_indices
+            .iter()
+            .map(|index| (*index, segment.schema.field(*index).name().clone()))
+            .collect();
+        tasks.spawn(read_partition(stream, key_index, columns, normalizers));
     }
+    let mut members = 0u64;
+    let mut keys = KeyCounter::default();
+    let mut parts: Vec<Vec<NormalizedIdentifiers>> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let part = joined.map_err(|error| SourceError::Read {
+            message: format!("a segment reader task failed: {error}"),
+        })??;
+        members += part.members;
+        keys.keys.extend(part.keys.keys);
+        parts.push(part.normalized);
+    }
+    let normalizers = merge_partitions(activation, parts);
 
     let mut sets = BTreeMap::new();
-    for (normalizer, mapping) in normalizers.into_iter().zip(&activation.identifiers) {
-        let normalized = normalizer.finish();
+    for (normalized, mapping) in normalizers.into_iter().zip(&activation.identifiers) {
         let entry = report
             .identifiers
             .entry(mapping.identifier_type.config_name().to_string())
@@ -311,6 +332,87 @@ async fn read_members(activation: &Activation, report: &mut RunReport) -> Result
         duplicate_keys,
         sets,
     })
+}
+
+/// What one partition of the segment contributed.
+struct PartitionMembers {
+    members: u64,
+    keys: KeyCounter,
+    normalized: Vec<NormalizedIdentifiers>,
+}
+
+/// Reads one partition of the segment, normalizing each mapped column.
+async fn read_partition(
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    key_index: usize,
+    columns: Vec<(usize, String)>,
+    mut normalizers: Vec<Normalizer>,
+) -> Result<PartitionMembers, Error> {
+    let mut keys = KeyCounter::default();
+    let mut members = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|error| SourceError::Read {
+            message: source::describe_datafusion_error(&error),
+        })?;
+        members += batch.num_rows() as u64;
+        keys.push(batch.column(key_index).as_ref());
+        for (normalizer, (index, name)) in normalizers.iter_mut().zip(&columns) {
+            normalizer
+                .push_array(batch.column(*index).as_ref())
+                .map_err(|error| SourceError::Read {
+                    message: format!("column `{name}`: {error}"),
+                })?;
+        }
+    }
+    Ok(PartitionMembers {
+        members,
+        keys,
+        normalized: normalizers.into_iter().map(Normalizer::finish).collect(),
+    })
+}
+
+/// Combines the partitions' identifiers of each mapping into one sorted, deduplicated set.
+fn merge_partitions(activation: &Activation, parts: Vec<Vec<NormalizedIdentifiers>>) -> Vec<NormalizedIdentifiers> {
+    let mut merged: Vec<Option<NormalizedIdentifiers>> = activation.identifiers.iter().map(|_| None).collect();
+    for part in parts {
+        for (slot, normalized) in merged.iter_mut().zip(part) {
+            let Some(total) = slot else {
+                *slot = Some(normalized);
+                continue;
+            };
+            total.values += normalized.values;
+            total.nulls += normalized.nulls;
+            for (reason, count) in normalized.invalid {
+                *total.invalid.entry(reason).or_default() += count;
+            }
+            match (&mut total.set, normalized.set) {
+                (IdentifierSet::Hashed(all), IdentifierSet::Hashed(more)) => {
+                    all.extend(more);
+                    all.sort_unstable();
+                    all.dedup();
+                }
+                (IdentifierSet::Clear(all), IdentifierSet::Clear(more)) => {
+                    all.extend(more);
+                    all.sort_unstable();
+                    all.dedup();
+                }
+                _ => unreachable!("one type has one representation"),
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .zip(&activation.identifiers)
+        .map(|(slot, mapping)| {
+            slot.unwrap_or_else(|| NormalizedIdentifiers {
+                identifier_type: mapping.identifier_type,
+                set: IdentifierSet::empty_for(mapping.identifier_type),
+                values: 0,
+                nulls: 0,
+                invalid: BTreeMap::new(),
+            })
+        })
+        .collect()
 }
 
 /// Diffs every mapped type (and every type left in the snapshot) and fills the planned counts.
@@ -372,6 +474,7 @@ fn check_guards(
     options: &RunOptions,
     previous: &Snapshot,
     members: &Members,
+    diffs: &[TypeDiff],
     report: &mut RunReport,
 ) -> Result<(), Error> {
     let guards = &activation.guards;
@@ -403,13 +506,19 @@ fn check_guards(
              identifiers; nothing was sent. If this is intended, rerun with --allow-removals"
         )));
     }
-    let ratio = report.planned_removed as f64 / in_snapshot as f64;
+    // Removals of identifiers in doubt only settle an earlier failed run, so the ratio
+    // counts removals of acknowledged identifiers.
+    let removing: u64 = diffs
+        .iter()
+        .map(|type_diff| previous.count_acknowledged(type_diff.identifier_type, &type_diff.removes))
+        .sum();
+    let ratio = removing as f64 / in_snapshot as f64;
     if ratio > guards.max_removal_ratio {
         return Err(Error::Blocked(format!(
             "the run would remove {} of {in_snapshot} identifiers ({:.1} %), above \
              `guards.max_removal_ratio` = {}; nothing was sent. Check the segment and sources; \
              if the removals are intended, rerun with --allow-removals",
-            report.planned_removed,
+            removing,
             ratio * 100.0,
             guards.max_removal_ratio
         )));

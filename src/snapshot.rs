@@ -13,7 +13,7 @@
 //! Every data file is sorted by (identifier_type, identifier). A commit writes its data
 //! files under names no other run can use, then creates the next numbered manifest with a
 //! create-only put. Readers take the highest manifest, so they see the old snapshot or the
-//! new one, never a mix; a crash before the manifest exists leaves only unreferenced data
+//! new one, never a mix. A crash before the manifest exists leaves only unreferenced data
 //! files. Two writers cannot both create manifest `n + 1`: the second gets `AlreadyExists`
 //! and fails without touching the first one's commit. Both primitives work on every object
 //! store, the local file system included.
@@ -157,10 +157,10 @@ pub type IdentifierSets = BTreeMap<IdentifierType, IdentifierSet>;
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub manifest: Option<Manifest>,
-    /// Identifiers Criteo acknowledged and holds, as far as the acknowledgements tell.
+    /// Identifiers that Criteo acknowledged and that no later acknowledgement removed.
     pub sets: IdentifierSets,
-    /// Identifiers sent without an acknowledgement, whose state at Criteo is unknown: those
-    /// of the committed manifest and of intents that no run committed.
+    /// Identifiers sent without an acknowledgement, whose state at Criteo is unknown. They
+    /// come from the committed manifest and from intents that no run committed.
     pub in_doubt: IdentifierSets,
 }
 
@@ -181,6 +181,14 @@ impl Snapshot {
     /// Identifiers in doubt, of all types.
     pub fn total_in_doubt(&self) -> u64 {
         self.in_doubt.values().map(|set| set.len() as u64).sum()
+    }
+
+    /// Counts the identifiers of `set` that the snapshot holds as acknowledged.
+    pub fn count_acknowledged(&self, identifier_type: IdentifierType, set: &IdentifierSet) -> u64 {
+        match self.sets.get(&identifier_type) {
+            Some(acknowledged) => diff::diff(identifier_type, set, acknowledged).unchanged,
+            None => 0,
+        }
     }
 
     /// Diffs the current identifiers of one type against the snapshot. Identifiers in

@@ -55,8 +55,9 @@ pub enum SourceError {
 
 /// The running segment query.
 pub struct Segment {
-    /// Members, projected to the distinct columns the activation reads.
-    pub stream: SendableRecordBatchStream,
+    /// Members, projected to the distinct columns the activation reads: one stream per
+    /// output partition, so they can be normalized in parallel.
+    pub streams: Vec<SendableRecordBatchStream>,
     pub schema: SchemaRef,
     /// Index of the key column in each batch.
     pub key_index: usize,
@@ -291,9 +292,9 @@ pub async fn run_segment(
         .select_columns(&columns)
         .map_err(sql_error)?;
     let schema: SchemaRef = Arc::new(projected.schema().as_arrow().clone());
-    let stream = projected.execute_stream().await.map_err(sql_error)?;
+    let streams = projected.execute_stream_partitioned().await.map_err(sql_error)?;
     Ok(Segment {
-        stream,
+        streams,
         schema,
         key_index: 0,
         identifier_indices,

@@ -170,8 +170,8 @@ async fn s3_second_commit_of_same_version_fails() {
 
 #[tokio::test]
 async fn s3_commit_retried_by_same_run_succeeds() {
-    // A put whose response is lost is retried by the store client and then meets the
-    // manifest it created itself; that is this run's commit, not a concurrent one.
+    // The store client retries a put whose response was lost, and the retry then meets the
+    // manifest that the first attempt created. That is this run's commit, not another's.
     let moto = Moto::start().await;
     moto.create_bucket(BUCKET).await;
     let project = Project::start().await;

@@ -96,9 +96,9 @@ impl CriteoClient {
         self.send_until_stopped(method, url, body, action, None).await
     }
 
-    /// Like [`send`](Self::send), but gives up instead of waiting for pacing or a retry once
-    /// `stop` turns true. A request already on the wire is never cut off, so its outcome is
-    /// known; the failure of a stopped request is temporary.
+    /// Sends like [`send`](Self::send), but gives up instead of waiting for pacing or a retry
+    /// once `stop` turns true. A request already on the wire is never cut off, so its outcome
+    /// is known. The failure of a stopped request is temporary.
     pub async fn send_until_stopped(
         &self,
         method: Method,
@@ -151,8 +151,7 @@ impl CriteoClient {
         }
     }
 
-    /// Sends one attempt; on failure returns the problem and what the retry table says to
-    /// do next.
+    /// Sends one attempt. On failure, returns the problem and the retry table's next action.
     async fn attempt(
         &self,
         method: &Method,
@@ -401,4 +400,165 @@ pub fn parse_problem(status: StatusCode, body: &[u8]) -> ApiProblem {
         problem.title = status.canonical_reason().map(str::to_string);
     }
     problem
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{patch, post};
+
+    use super::*;
+
+    /// One scripted response of the fake API.
+    #[derive(Clone, Debug)]
+    enum Scripted {
+        Status(u16, &'static str),
+        RateLimited { reset_in_secs: Option<u64> },
+        Slow { delay_ms: u64 },
+    }
+
+    fn expired_token() -> Scripted {
+        Scripted::Status(401, r#"{"errors":[{"code":"authorization-token-expired","title":"Token expired"}]}"#)
+    }
+
+    #[derive(Default)]
+    struct Script {
+        responses: std::sync::Mutex<VecDeque<Scripted>>,
+        api_calls: AtomicUsize,
+        token_calls: AtomicUsize,
+    }
+
+    async fn token(State(script): State<Arc<Script>>) -> Response {
+        let issued = script.token_calls.fetch_add(1, Ordering::SeqCst);
+        axum::Json(serde_json::json!({ "access_token": format!("token-{issued}"), "expires_in": 900 })).into_response()
+    }
+
+    /// Plays the next scripted response; `200 {}` once the script is done.
+    async fn api(State(script): State<Arc<Script>>) -> Response {
+        script.api_calls.fetch_add(1, Ordering::SeqCst);
+        let next = script.responses.lock().unwrap().pop_front();
+        let status = |code: u16| StatusCode::from_u16(code).unwrap();
+        match next {
+            None => (StatusCode::OK, "{}").into_response(),
+            Some(Scripted::Status(code, body)) => (status(code), body.to_string()).into_response(),
+            Some(Scripted::RateLimited { reset_in_secs }) => {
+                let mut headers = HeaderMap::new();
+                if let Some(secs) = reset_in_secs {
+                    headers.insert("x-ratelimit-reset", (epoch_secs() + secs).to_string().parse().unwrap());
+                }
+                (StatusCode::TOO_MANY_REQUESTS, headers, "{}").into_response()
+            }
+            Some(Scripted::Slow { delay_ms }) => {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                (StatusCode::OK, "{}").into_response()
+            }
+        }
+    }
+
+    /// Serves the script on a free port and returns a client with `extra` settings.
+    async fn serve(responses: Vec<Scripted>, extra: &str) -> (CriteoClient, Arc<Script>) {
+        let script = Arc::new(Script {
+            responses: std::sync::Mutex::new(responses.into()),
+            ..Script::default()
+        });
+        let app = Router::new()
+            .route("/oauth2/token", post(token))
+            .route("/2026-07/thing", patch(api))
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut text = format!("api_url = \"http://{address}\"\n{extra}\n");
+        for default in ["retry_base_delay_ms = 1", "max_attempts = 3"] {
+            let key = default.split(' ').next().unwrap();
+            if !extra.contains(key) {
+                text.push_str(default);
+                text.push('\n');
+            }
+        }
+        let settings: DestinationSettings = toml::from_str(&text).unwrap();
+        let credentials = Credentials {
+            client_id: "client".into(),
+            client_secret: Secret::new("secret"),
+        };
+        (CriteoClient::new(&settings, credentials).unwrap(), script)
+    }
+
+    async fn send(client: &CriteoClient) -> Result<Bytes, RequestFailure> {
+        client.send(Method::PATCH, &client.url("thing"), Some(Bytes::from_static(b"{}")), "amend a thing").await
+    }
+
+    #[tokio::test]
+    async fn retry_table_end_to_end() {
+        // (case, script, extra settings, succeeds, temporary failure, API calls, token calls)
+        let cases: Vec<(&str, Vec<Scripted>, &str, bool, bool, usize, usize)> = vec![
+            ("success", vec![], "", true, false, 1, 1),
+            ("5xx then success", vec![Scripted::Status(503, "{}"), Scripted::Status(502, "{}")], "", true, false, 3, 1),
+            ("5xx exhausts attempts", vec![Scripted::Status(500, "{}"); 5], "", false, true, 3, 1),
+            ("5xx beyond time budget", vec![Scripted::Status(503, "{}"); 5], "max_retry_secs = 0\nretry_base_delay_ms = 50", false, true, 1, 1),
+            ("429 without reset backs off", vec![Scripted::RateLimited { reset_in_secs: None }], "", true, false, 2, 1),
+            ("429 with reset waits", vec![Scripted::RateLimited { reset_in_secs: Some(0) }], "", true, false, 2, 1),
+            ("expired token refreshed once", vec![expired_token()], "", true, false, 2, 2),
+            ("token rejected twice", vec![expired_token(), expired_token()], "", false, false, 2, 2),
+            ("other 401 is permanent", vec![Scripted::Status(401, r#"{"errors":[{"code":"authorization-issuer-invalid"}]}"#)], "", false, false, 1, 1),
+            ("400 is permanent", vec![Scripted::Status(400, "{}")], "", false, false, 1, 1),
+            ("404 is permanent", vec![Scripted::Status(404, "{}")], "", false, false, 1, 1),
+            ("501 is permanent", vec![Scripted::Status(501, "{}")], "", false, false, 1, 1),
+            ("timeout is retried", vec![Scripted::Slow { delay_ms: 1500 }], "request_timeout_secs = 1", true, false, 2, 1),
+        ];
+        for (case, script, extra, succeeds, temporary, api_calls, token_calls) in cases {
+            let (client, served) = serve(script, extra).await;
+
+            let result = send(&client).await;
+
+            assert_eq!(result.is_ok(), succeeds, "{case}: {result:?}");
+            if let Err(failure) = &result {
+                assert_eq!(failure.temporary, temporary, "{case}: {failure:?}");
+            }
+            assert_eq!(served.api_calls.load(Ordering::SeqCst), api_calls, "{case}: API calls");
+            assert_eq!(served.token_calls.load(Ordering::SeqCst), token_calls, "{case}: token calls");
+        }
+    }
+
+    #[tokio::test]
+    async fn permanent_failure_carries_criteo_problem() {
+        let body = r#"{"errors":[{"traceId":"abc123","type":"validation","code":"invalid-identifier-type","title":"Invalid type","detail":"The type is not supported."}]}"#;
+        let (client, _) = serve(vec![Scripted::Status(400, body)], "").await;
+
+        let failure = send(&client).await.unwrap_err();
+
+        assert_eq!(failure.problem.status, Some(400));
+        assert_eq!(failure.problem.code.as_deref(), Some("invalid-identifier-type"));
+        assert_eq!(failure.problem.title.as_deref(), Some("Invalid type"));
+        assert_eq!(failure.problem.detail.as_deref(), Some("The type is not supported."));
+        assert_eq!(failure.problem.trace_id.as_deref(), Some("abc123"));
+        assert_eq!(failure.attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn stop_ends_retry_wait() {
+        let (client, served) = serve(vec![Scripted::Status(503, "{}"); 5], "retry_base_delay_ms = 30000").await;
+        let (stop_sender, stop) = watch::channel(false);
+        let url = client.url("thing");
+        let sending = client.send_until_stopped(Method::PATCH, &url, None, "amend a thing", Some(stop));
+        let stopping = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop_sender.send(true).unwrap();
+        };
+
+        let started = Instant::now();
+        let (result, ()) = tokio::join!(sending, stopping);
+
+        let failure = result.unwrap_err();
+        assert!(failure.temporary, "{failure:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "the retry wait was not cut short");
+        assert_eq!(served.api_calls.load(Ordering::SeqCst), 1);
+    }
 }

@@ -5,9 +5,9 @@
 //! 60-second window under the limit, whatever window the server counts in.
 //!
 //! The window is a second longer than a minute. The client records when a request leaves,
-//! the server counts when it arrives, and `x-ratelimit-reset` has whole seconds, so a burst
-//! of N that arrived late followed by one that arrived early exactly a minute later could
-//! otherwise land in one server window.
+//! but the server counts it when it arrives, and `x-ratelimit-reset` has whole seconds.
+//! Without the extra second, a burst of N that arrived late and the next burst, which
+//! arrived early, could land in one server window.
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -35,8 +35,8 @@ pub fn classify(status: u16, error_code: Option<&str>) -> Action {
             Action::RefreshToken
         }
         429 => Action::WaitForRateLimit(None),
-        // 501 and 505 say the server will never handle this request; every other 5xx
-        // (500, 502, 503, 504, and those of proxies and CDNs) may pass on a later try.
+        // 501 and 505 mean the server will never handle this request. Every other 5xx (500,
+        // 502, 503, 504, and those of proxies and CDNs) may pass on a later try.
         501 | 505 => Action::Fail,
         408 | 500..=599 => Action::Backoff,
         _ => Action::Fail,

@@ -52,7 +52,8 @@ impl LockInfo {
         )
     }
 
-    /// The stand-in for a lock file that is not valid JSON: expired, so it can be replaced.
+    /// Returns the stand-in for a lock file that is not valid JSON: expired, so that it
+    /// can be replaced.
     fn unreadable() -> LockInfo {
         LockInfo {
             run_id: "unknown (unreadable lock file)".into(),
