@@ -2,7 +2,7 @@
 //!
 //! An activation file is TOML. A project file (`audience-sync.toml`) next to it may hold
 //! `[defaults.<destination kind>]` tables of the same shape that every activation of that
-//! kind inherits; the activation overrides them key by key, and `--set dotted.key=value`
+//! kind inherits. The activation overrides them key by key, and `--set dotted.key=value`
 //! overrides both for one run. Everything is resolved and validated here, before any I/O
 //! that writes, so a bad setting never leaves half a run behind.
 
@@ -62,7 +62,7 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The clear value, for the one place that sends it.
+    /// Returns the clear value, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -124,11 +124,11 @@ pub enum SyncMode {
     /// The audience mirrors the segment: members who leave are removed.
     #[default]
     Mirror,
-    /// Members are only ever added; nobody is removed.
+    /// Members are only ever added and never removed.
     AddOnly,
 }
 
-/// Which Criteo product receives the audience.
+/// Criteo product that receives the audience.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DestinationKind {

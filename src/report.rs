@@ -1,5 +1,5 @@
 //! The run report: one JSON line on stdout (and optionally a file) that Airflow and
-//! scripts read. It holds counts, ids and error descriptions, never an identifier value.
+//! scripts read. It contains counts, ids and error descriptions, never an identifier value.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use crate::destination::audience::AudienceSource;
 /// Errors listed in a report beyond this count are only counted, to keep the line bounded.
 pub const MAX_REPORTED_ERRORS: usize = 10;
 
-/// Outcome of a run, as Airflow sees it.
+/// Outcome of a run, as reported to Airflow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -124,7 +124,7 @@ impl RunReport {
         }
     }
 
-    /// The report as one JSON line, without the trailing newline.
+    /// Serializes the report as one JSON line, without the trailing newline.
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).expect("the report serializes")
     }

@@ -34,7 +34,7 @@ use crate::report::{RunReport, Status, TypeReport};
 use crate::snapshot::{self, CommitInfo, Snapshot, StateStore};
 use crate::source::{self, SourceError};
 
-/// Which command runs.
+/// Command to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     Run,
@@ -103,7 +103,7 @@ pub async fn execute(activation: &Activation, options: RunOptions) -> RunReport 
     report
 }
 
-/// The error and its causes, one after the other.
+/// Formats the error and its causes, one after the other.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -176,6 +176,8 @@ async fn plan_and_deliver(
     let diffs = plan(activation, options, &previous, &members, report);
     record_phase(report, "plan", &mut phase);
     check_guards(activation, options, &previous, &members, &diffs, report)?;
+    // The diffs carry everything later steps need; the current sets can go.
+    drop(members);
 
     if options.command == Command::Plan {
         if let Some(folder) = &options.write_plan {
@@ -385,19 +387,7 @@ fn merge_partitions(activation: &Activation, parts: Vec<Vec<NormalizedIdentifier
             for (reason, count) in normalized.invalid {
                 *total.invalid.entry(reason).or_default() += count;
             }
-            match (&mut total.set, normalized.set) {
-                (IdentifierSet::Hashed(all), IdentifierSet::Hashed(more)) => {
-                    all.extend(more);
-                    all.sort_unstable();
-                    all.dedup();
-                }
-                (IdentifierSet::Clear(all), IdentifierSet::Clear(more)) => {
-                    all.extend(more);
-                    all.sort_unstable();
-                    all.dedup();
-                }
-                _ => unreachable!("one type has one representation"),
-            }
+            total.set.merge(normalized.set);
         }
     }
     merged
@@ -542,7 +532,7 @@ fn delivery_work(diffs: &[TypeDiff]) -> Vec<Work> {
     work
 }
 
-/// What Criteo acknowledged, per type, in sorted order.
+/// Identifiers Criteo acknowledged, per type, in sorted order.
 struct Acknowledged {
     any: bool,
     adds: BTreeMap<IdentifierType, IdentifierSet>,
@@ -778,7 +768,8 @@ impl KeyCounter {
     }
 }
 
-/// A 128-bit hash from two differently seeded SipHash runs, fixed seeds so runs agree.
+/// Hashes `bytes` to 128 bits with two differently seeded SipHash runs. The seeds are
+/// fixed, so every run gets the same value.
 fn hash128(bytes: &[u8]) -> u128 {
     let mut low = std::hash::DefaultHasher::new();
     low.write(bytes);

@@ -1,5 +1,6 @@
 //! The audience lifecycle: use the configured audience, or find it by exact name under the
-//! advertiser, or create it; rename it when the activation's name or description changes.
+//! advertiser, or create it. A recorded audience is renamed when the activation's name or
+//! description changes.
 //!
 //! A run that finds or creates the audience records its id in the state manifest when it
 //! commits, so later runs neither search nor create. A configured `destination.audience_id` is used as it is and
@@ -48,7 +49,7 @@ impl AudienceTarget {
     }
 }
 
-/// How the audience was resolved, for the report.
+/// Origin of the audience id, for the report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AudienceSource {

@@ -3,7 +3,7 @@
 //!
 //! Each batch's outcome is kept, so the snapshot can record exactly what Criteo
 //! acknowledged. A failure that concerns every batch (authentication, permission, unknown
-//! audience, retries exhausted) stops scheduling new batches; a failure of one batch's
+//! audience, retries exhausted) stops scheduling new batches. A failure of one batch's
 //! content (400, 413) does not.
 
 use std::ops::Range;

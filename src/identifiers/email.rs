@@ -43,19 +43,28 @@ fn fold_unicode(value: &str, out: &mut String) {
 /// Checks the structure of a trimmed, lower-cased address.
 ///
 /// This is deliberately looser than RFC 5321: it rejects what cannot be an address and
-/// leaves the rest to Criteo's matching.
+/// leaves the rest to Criteo's matching. The search for `@` and `.` runs on bytes, which is
+/// exact for UTF-8 because ASCII bytes never occur inside a multi-byte character.
 fn check_address(address: &str) -> Result<(), InvalidReason> {
-    if address.contains(is_blank) {
+    let bytes = address.as_bytes();
+    let has_blank = if address.is_ascii() {
+        // The ASCII characters of `char::is_whitespace`: space and U+0009 to U+000D.
+        bytes.iter().any(|b| matches!(b, b' ' | b'\t'..=b'\r'))
+    } else {
+        address.contains(is_blank)
+    };
+    if has_blank {
         return Err(InvalidReason::InnerWhitespace);
     }
 
-    let Some((local, domain)) = address.split_once('@') else {
+    let Some(at) = bytes.iter().position(|&b| b == b'@') else {
         return Err(InvalidReason::Malformed);
     };
-    if local.is_empty() || domain.contains('@') {
+    let (local, domain) = (&bytes[..at], &bytes[at + 1..]);
+    if local.is_empty() || domain.contains(&b'@') {
         return Err(InvalidReason::Malformed);
     }
-    if !domain.contains('.') || domain.split('.').any(str::is_empty) {
+    if !domain.contains(&b'.') || domain.split(|&b| b == b'.').any(<[u8]>::is_empty) {
         return Err(InvalidReason::Malformed);
     }
     Ok(())

@@ -9,7 +9,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::identifiers::{IdentifierSet, IdentifierType};
 
@@ -27,10 +28,18 @@ fn snapshot_schema() -> Arc<Schema> {
 /// of their config names, so the file is sorted as a whole.
 pub(super) fn encode_snapshot(sets: &BTreeMap<IdentifierType, IdentifierSet>) -> Result<Vec<u8>, String> {
     let schema = snapshot_schema();
+    // SHA-256 digests are random bytes: dictionary encoding, compression and min/max
+    // statistics cost time on them and save nothing, so only the type column uses them.
+    let identifier = ColumnPath::from("identifier");
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
+        .set_column_compression(identifier.clone(), Compression::UNCOMPRESSED)
+        .set_column_dictionary_enabled(identifier.clone(), false)
+        .set_column_statistics_enabled(identifier, EnabledStatistics::None)
         .build();
-    let mut buffer = Vec::new();
+    // Sized for the digests plus some overhead, so the buffer does not double past it.
+    let rows: usize = sets.values().map(IdentifierSet::len).sum();
+    let mut buffer = Vec::with_capacity(rows * 40 + 4096);
     let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(properties))
         .map_err(|error| format!("failed to start the snapshot file: {error}"))?;
     let mut ordered: Vec<_> = sets.iter().collect();
