@@ -89,6 +89,11 @@ pub fn session_context(activation: &Activation) -> Result<SessionContext, Source
     let mut config = SessionConfig::from_env()
         .map_err(engine_error)?
         .with_information_schema(false);
+    // Batches of 32 Ki rows measured faster and smaller at peak than the default 8 Ki on
+    // the benchmark extract (0.93 s and 252 MiB against 0.97 s and 264 MiB).
+    if std::env::var_os("DATAFUSION_EXECUTION_BATCH_SIZE").is_none() {
+        config = config.with_batch_size(32 * 1024);
+    }
     // NOTE: Parquet filter pushdown (`DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true`)
     // was measured slower on the benchmark extract (1.13 s against 1.00 s), so it stays off.
     if let Some(partitions) = activation.engine.target_partitions {
