@@ -2,6 +2,7 @@
 //! about 2 % churn, as in a daily run of a 10 M-row extract.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use audience_sync::diff::{apply_sorted, diff_sorted};
@@ -31,7 +32,7 @@ fn bench_diff(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let mut shuffled = current.clone();
-                shuffled.reverse();
+                shuffled.shuffle(&mut StdRng::seed_from_u64(11));
                 shuffled
             },
             |mut values| values.sort_unstable(),

@@ -24,14 +24,16 @@
 //! may or may not have changed the audience. Leaving it out of the snapshot is not enough:
 //! an add that Criteo applied would never be removed once its member leaves the segment,
 //! and a removal that Criteo applied would never be undone once the member comes back.
-//! Such identifiers are kept "in doubt" until a later run gets an acknowledgement for them:
-//! the next diff adds them again while they are in the segment and removes them again once
-//! they are not, and both are harmless when the audience already agrees.
+//! Such identifiers are kept "in doubt" until a later run gets an acknowledgement for them.
+//! The next diff adds them again while they are in the segment and removes them again once
+//! they are not. Both are harmless when the audience already agrees.
 //!
 //! Before sending, a run records its plan as an intent file named after the version it
 //! will commit. A run that dies before committing leaves its intent behind, and the next
 //! run counts those identifiers as in doubt. Intents of versions up to the latest manifest
-//! belong to committed runs and are deleted.
+//! are stale, because the run that committed that version loaded them, and later commits
+//! delete them. A run that loses the race to commit a version renames its intent after the
+//! next version, so what it sent stays in doubt.
 //!
 //! What is safe: removing the lock of a run that is known to be dead (`state unlock`).
 //! What is not: editing or deleting manifests, intents or snapshot files by hand while runs
@@ -183,7 +185,7 @@ impl Snapshot {
         self.in_doubt.values().map(|set| set.len() as u64).sum()
     }
 
-    /// Counts the identifiers of `set` that the snapshot holds as acknowledged.
+    /// Counts the identifiers of `set` that the snapshot records as acknowledged.
     pub fn count_acknowledged(&self, identifier_type: IdentifierType, set: &IdentifierSet) -> u64 {
         match self.sets.get(&identifier_type) {
             Some(acknowledged) => diff::diff(identifier_type, set, acknowledged).unchanged,
@@ -211,9 +213,9 @@ impl Snapshot {
         }
     }
 
-    /// The state after a delivery: the snapshot plus acknowledged adds minus acknowledged
-    /// removes, and the identifiers in doubt plus those of unacknowledged batches minus
-    /// every acknowledged one.
+    /// Computes the state after a delivery: the snapshot plus acknowledged adds minus
+    /// acknowledged removes, and the identifiers in doubt plus those of unacknowledged
+    /// batches minus every acknowledged one.
     pub fn next(
         &self,
         added: &IdentifierSets,
@@ -578,12 +580,13 @@ impl StateStore {
                     tracing::debug!(version, "the manifest was written by an earlier attempt of this put");
                 } else {
                     self.delete_data_files(&manifest).await;
+                    self.carry_intent_forward(version, &manifest.run_id).await;
                     return Err(StateError::ConcurrentCommit { version });
                 }
             }
             Err(source) => return Err(self.unreadable("write", &manifest_path, source)),
         }
-        self.remove_old_files(version).await;
+        self.remove_old_files(version, &manifest.run_id).await;
         Ok(manifest)
     }
 
@@ -600,9 +603,29 @@ impl StateStore {
                 .collect(),
         };
         match self.put_new(&path, Bytes::from(bytes)).await {
-            // The name holds this run's id, so only a retried put of this run finds it.
+            // The name contains this run's id, so only a retried put of this run finds it.
             Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(data_file),
             Err(source) => Err(self.unreadable("write", &path, source)),
+        }
+    }
+
+    /// Copies this run's intent to the version after the one that another run just
+    /// committed, because that commit made intents up to `version` stale. The next run then
+    /// still counts what this run sent as in doubt. Best effort: without the copy, the next
+    /// run resends only what its own diff finds.
+    ///
+    /// NOTE: a third run that loaded the state before the rename and commits next deletes the
+    /// renamed intent. Only runs that outlive `state.lock_ttl_secs` overlap like this.
+    async fn carry_intent_forward(&self, version: u64, run_id: &str) {
+        let from = self.intents_folder().join(format!("{version:020}-{run_id}.parquet"));
+        let to = self.intents_folder().join(format!("{:020}-{run_id}.parquet", version + 1));
+        let carried = match self.read_if_present(&from).await {
+            Ok(Some(bytes)) => self.put_new(&to, bytes).await.map_err(|source| self.unreadable("write", &to, source)),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = carried {
+            tracing::warn!(intent = %self.shown_path(&from), %error, "failed to keep this run's changes in doubt after a concurrent commit");
         }
     }
 
@@ -626,23 +649,30 @@ impl StateStore {
     }
 
     /// Deletes snapshot files older than the previous version, which a reader that just
-    /// listed the manifests may still open, and intents up to the committed version. Best
-    /// effort: a file left behind costs only space.
-    async fn remove_old_files(&self, committed: u64) {
-        let folders = [
-            (self.prefix.clone().join("snapshots"), committed.saturating_sub(2)),
-            (self.intents_folder(), committed),
-        ];
-        for (folder, up_to) in folders {
-            let Ok(objects) = self.list(&folder).await else {
-                continue;
-            };
-            for object in objects {
-                if file_version(&object.location).is_some_and(|version| version <= up_to)
-                    && let Err(error) = self.store.delete(&object.location).await
-                {
-                    tracing::warn!(file = %self.shown_path(&object.location), %error, "failed to delete an old state file");
-                }
+    /// listed the manifests may still open. Deletes this run's intent and older intents,
+    /// but not other intents of the committed version: a run that lost the race to commit
+    /// it still needs its own. Best effort: a file left behind costs only space, and loads
+    /// ignore intents up to the committed version.
+    async fn remove_old_files(&self, committed: u64, run_id: &str) {
+        let own_intent = format!("{committed:020}-{run_id}.parquet");
+        let snapshots = self.prefix.clone().join("snapshots");
+        let mut stale = Vec::new();
+        if let Ok(objects) = self.list(&snapshots).await {
+            stale.extend(
+                objects
+                    .into_iter()
+                    .filter(|object| file_version(&object.location).is_some_and(|version| version + 2 <= committed)),
+            );
+        }
+        if let Ok(objects) = self.list(&self.intents_folder()).await {
+            stale.extend(objects.into_iter().filter(|object| {
+                file_version(&object.location).is_some_and(|version| version < committed)
+                    || object.location.filename() == Some(own_intent.as_str())
+            }));
+        }
+        for object in stale {
+            if let Err(error) = self.store.delete(&object.location).await {
+                tracing::warn!(file = %self.shown_path(&object.location), %error, "failed to delete an old state file");
             }
         }
     }
@@ -762,6 +792,65 @@ mod tests {
 
         assert_eq!(numbers_of(&next), BTreeSet::from([1, 3]));
         assert_eq!(numbers_of(&in_doubt), BTreeSet::from([4, 5]));
+    }
+
+    fn local_state(dir: &tempfile::TempDir) -> StateStore {
+        StateStore {
+            store: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+            prefix: StorePath::from("vip"),
+            shown: dir.path().display().to_string(),
+        }
+    }
+
+    fn info(run_id: &str) -> CommitInfo {
+        CommitInfo {
+            run_id: run_id.into(),
+            audience_id: None,
+            audience_name: None,
+            audience_description: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn uncommitted_intent_is_in_doubt() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = local_state(&dir);
+        state.record_intent(None, "killed-run", &sets(&BTreeSet::from([4, 5]))).await.unwrap();
+
+        let loaded = state.load().await.unwrap();
+
+        assert!(loaded.sets.is_empty());
+        assert_eq!(numbers_of(&loaded.in_doubt), BTreeSet::from([4, 5]));
+    }
+
+    #[tokio::test]
+    async fn commit_absorbs_intents() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = local_state(&dir);
+        state.record_intent(None, "run-a", &sets(&BTreeSet::from([1, 2]))).await.unwrap();
+
+        state.commit(None, info("run-a"), &sets(&BTreeSet::from([1])), &sets(&BTreeSet::from([2]))).await.unwrap();
+        let loaded = state.load().await.unwrap();
+
+        assert_eq!(numbers_of(&loaded.sets), BTreeSet::from([1]));
+        assert_eq!(numbers_of(&loaded.in_doubt), BTreeSet::from([2]));
+        assert!(state.list(&state.intents_folder()).await.unwrap().is_empty(), "the committed intent is left");
+    }
+
+    #[tokio::test]
+    async fn losing_commit_keeps_its_intent_in_doubt() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = local_state(&dir);
+        let empty = IdentifierSets::new();
+        state.record_intent(None, "run-b", &sets(&BTreeSet::from([7, 8]))).await.unwrap();
+        state.commit(None, info("run-a"), &sets(&BTreeSet::from([1])), &empty).await.unwrap();
+
+        let lost = state.commit(None, info("run-b"), &sets(&BTreeSet::from([7])), &empty).await;
+        let loaded = state.load().await.unwrap();
+
+        assert!(matches!(lost, Err(StateError::ConcurrentCommit { version: 1 })), "{lost:?}");
+        assert_eq!(numbers_of(&loaded.sets), BTreeSet::from([1]));
+        assert_eq!(numbers_of(&loaded.in_doubt), BTreeSet::from([7, 8]));
     }
 
     fn small_set() -> impl Strategy<Value = BTreeSet<u16>> {

@@ -66,9 +66,37 @@ pub struct Segment {
 }
 
 /// Formats a DataFusion error as one line, without its internal backtrace decorations.
+///
+/// Runtime errors such as a failed cast quote the offending value, which may be a
+/// member's email or phone number; those values are replaced by `<redacted>`.
 pub fn describe_datafusion_error(error: &DataFusionError) -> String {
     let text = error.to_string();
-    text.lines().next().unwrap_or_default().trim().to_string()
+    redact_personal_values(text.lines().next().unwrap_or_default().trim())
+}
+
+/// Replaces quoted values that look like an email (contain `@`) or a phone number (seven
+/// or more digits) with `<redacted>`. Table and column names in quotes are kept.
+fn redact_personal_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(['\'', '"']) {
+        let quote = rest[start..].chars().next().expect("found a quote");
+        let Some(length) = rest[start + 1..].find(quote) else {
+            break;
+        };
+        let inner = &rest[start + 1..start + 1 + length];
+        out.push_str(&rest[..=start]);
+        let digits = inner.chars().filter(char::is_ascii_digit).count();
+        if inner.contains('@') || digits >= 7 {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(inner);
+        }
+        out.push(quote);
+        rest = &rest[start + 2 + length..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Builds a session context with the activation's memory limit and parallelism.
@@ -306,4 +334,31 @@ pub async fn run_segment(
         key_index: 0,
         identifier_indices,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_emails_and_phones() {
+        let text = "Cast error: Cannot cast string 'jane.doe@example.com' to value of Int64 type";
+        assert_eq!(
+            redact_personal_values(text),
+            "Cast error: Cannot cast string '<redacted>' to value of Int64 type"
+        );
+        let phone = redact_personal_values("invalid value \"+33 6 12 34 56 78\"");
+        assert_eq!(phone, "invalid value \"<redacted>\"");
+    }
+
+    #[test]
+    fn redaction_keeps_names() {
+        let text = "table 'customerz' not found; column \"email\" missing";
+        assert_eq!(redact_personal_values(text), text);
+    }
+
+    #[test]
+    fn redaction_survives_unbalanced_quote() {
+        assert_eq!(redact_personal_values("it's 'open"), "it's 'open");
+    }
 }
