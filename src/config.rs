@@ -206,7 +206,7 @@ pub struct DestinationSettings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
-    /// Where snapshots live: a local path (relative to the activation file) or a URL
+    /// Location of the snapshots: a local path (relative to the activation file) or a URL
     /// (`file://`, `s3://`, `gs://`, `az://`, `http(s)://`).
     #[serde(default = "default_state_url")]
     pub url: String,
@@ -299,7 +299,7 @@ pub struct ActivationFile {
     pub mode: SyncMode,
     /// Table name used in the SQL mapped to a file, folder, glob or URL.
     pub sources: BTreeMap<String, String>,
-    /// Criteo identifier type mapped to the segment column that holds it.
+    /// Criteo identifier type mapped to the segment column that contains it.
     pub identifiers: BTreeMap<String, String>,
     #[serde(default)]
     pub normalize: NormalizeSettings,
@@ -400,7 +400,7 @@ pub struct SourceTable {
     pub location: Location,
 }
 
-/// An identifier type and the segment column that holds it.
+/// An identifier type and the segment column that contains it.
 #[derive(Clone, Debug)]
 pub struct IdentifierMapping {
     pub identifier_type: IdentifierType,
@@ -537,8 +537,8 @@ fn is_public_storage_option(key: &str) -> bool {
         .any(|part| key.contains(part))
 }
 
-/// A location as written, or with the password and query string masked when a URL has
-/// either.
+/// Returns the location as written, with the password and query string masked when a URL
+/// has either.
 fn redact_location(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(url) if url.password().is_some() || url.query().is_some() => redact_url(&url),
@@ -659,8 +659,8 @@ fn merge_tables(mut base: toml::Table, overlay: toml::Table) -> toml::Table {
     base
 }
 
-/// Applies one `dotted.key=value` override. The value is inserted as a string; fields of
-/// other types parse it when the settings are deserialized, so a string field keeps
+/// Applies one `dotted.key=value` override. The value is inserted as a string, and fields
+/// of other types parse it when the settings are deserialized. So a string field keeps
 /// `2026-12-01` as written and a number field still gets a number.
 fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
     let error = |message: &str| ConfigError::Override {
@@ -1032,7 +1032,7 @@ where
     lenient(deserializer).map(Some)
 }
 
-/// An id written either as a TOML string or as an integer.
+/// Reads an id written either as a TOML string or as an integer.
 fn optional_id<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
 where
     D: Deserializer<'de>,

@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 
 use crate::identifiers::{IdentifierSet, IdentifierType};
 
-/// What changed for one identifier type.
+/// Changes of one identifier type: adds, removes and the count left unchanged.
 #[derive(Clone, Debug)]
 pub struct TypeDiff {
     pub identifier_type: IdentifierType,

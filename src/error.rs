@@ -2,6 +2,7 @@
 
 use crate::config::ConfigError;
 use crate::destination::DestinationError;
+use crate::report::Status;
 use crate::snapshot::StateError;
 use crate::source::SourceError;
 
@@ -67,11 +68,33 @@ impl Error {
         }
     }
 
-    /// The run report status that goes with this error.
-    pub fn status(&self) -> &'static str {
+    /// Returns the run report status that goes with this error.
+    pub fn status(&self) -> Status {
         match self {
-            Error::Blocked(_) => "blocked",
-            _ => "failed",
+            Error::Blocked(_) => Status::Blocked,
+            _ => Status::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::ApiProblem;
+
+    #[test]
+    fn exit_code_table() {
+        let cases: Vec<(Error, i32)> = vec![
+            (ConfigError::MissingCredential { variable: "CRITEO_CLIENT_ID" }.into(), 2),
+            (SourceError::NotFound { table: "t".into(), location: "l".into() }.into(), 3),
+            (StateError::Corrupt { location: "l".into(), reason: "r".into() }.into(), 2),
+            (StateError::LockHeld { holder: "h".into(), expires_at: "e".into() }.into(), 75),
+            (DestinationError::Interrupted.into(), 75),
+            (DestinationError::InvalidCredentials { problem: ApiProblem::default() }.into(), 5),
+            (Error::Blocked("too many removals".into()), 4),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.exit_code().code(), expected, "{error}");
         }
     }
 }

@@ -84,10 +84,7 @@ pub async fn execute(activation: &Activation, options: RunOptions) -> RunReport 
         Ok(exit) => report.exit_code = exit.code(),
         Err(error) => {
             tracing::error!("{}", error_chain(&error));
-            report.status = match error.status() {
-                "blocked" => Status::Blocked,
-                _ => Status::Failed,
-            };
+            report.status = error.status();
             report.exit_code = error.exit_code().code();
             let problem = match &error {
                 Error::Destination(DestinationError::Request(failure)) => failure.problem.clone(),
@@ -336,7 +333,7 @@ async fn read_members(activation: &Activation, report: &mut RunReport) -> Result
     })
 }
 
-/// What one partition of the segment contributed.
+/// Members, keys and identifiers read from one partition of the segment.
 struct PartitionMembers {
     members: u64,
     keys: KeyCounter,

@@ -106,7 +106,7 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// Whether retrying later may succeed without a change by the user.
+    /// Returns whether retrying later may succeed without a change by the user.
     pub fn is_temporary(&self) -> bool {
         matches!(
             self,
@@ -263,7 +263,7 @@ fn apply_per_type(base: &IdentifierSets, added: &IdentifierSets, removed: &Ident
     out
 }
 
-/// What `commit` records beside the identifiers.
+/// Metadata that `commit` records beside the identifiers.
 #[derive(Clone, Debug)]
 pub struct CommitInfo {
     pub run_id: String,
@@ -301,7 +301,7 @@ impl StateStore {
         })
     }
 
-    /// The state location, for messages.
+    /// Returns the state location, for messages.
     pub fn location(&self) -> &str {
         &self.shown
     }
@@ -870,7 +870,7 @@ mod tests {
             acknowledged_mask in any::<u64>(),
             applied_mask in any::<u64>(),
         ) {
-            // Outside the doubt, the snapshot knows the audience exactly.
+            // Outside the doubt, the snapshot matches the audience exactly.
             let known: BTreeSet<u16> = audience.difference(&in_doubt).copied().collect();
             let state = snapshot(&known, &in_doubt);
             let mut audience = audience;

@@ -68,7 +68,7 @@ pub struct Segment {
 /// Formats a DataFusion error as one line, without its internal backtrace decorations.
 ///
 /// Runtime errors such as a failed cast quote the offending value, which may be a
-/// member's email or phone number; those values are replaced by `<redacted>`.
+/// member's email or phone number. Such values are replaced by `<redacted>`.
 pub fn describe_datafusion_error(error: &DataFusionError) -> String {
     let text = error.to_string();
     redact_personal_values(text.lines().next().unwrap_or_default().trim())

@@ -513,7 +513,7 @@ async fn full_resync_adds_and_removes_nothing() {
             .contains(&sha256_hex("member6@example.com"))
     );
 
-    // The snapshot still holds member 6, so the next ordinary run removes it.
+    // The snapshot still contains member 6, so the next ordinary run removes it.
     let next = project.run(&[]).await;
     next.expect_code(0);
     assert_eq!(next.count("removed"), 1);

@@ -181,7 +181,8 @@ async fn request_timeout_is_retried() {
     assert_eq!(project.audience(), expected(&customers));
 }
 
-/// A sandbox that responds 429 after 20 requests a minute, refilling one every 3 seconds.
+/// Configures a sandbox that responds 429 after 20 requests a minute, refilling one every
+/// 3 seconds.
 fn rate_limited_sandbox() -> SandboxConfig {
     SandboxConfig {
         rate_limit_per_minute: 20,

@@ -7,7 +7,7 @@ use crate::identifiers::{IdentifierSet, IdentifierType, write_hex};
 
 use super::Operation;
 
-/// Which Criteo API the body is for: they name identifier types differently.
+/// Criteo API that the body is for. The two APIs name identifier types differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Api {
     /// Marketing Solutions `ContactlistAmendment`.
@@ -27,6 +27,7 @@ pub fn amendment_body(
 ) -> Vec<u8> {
     let count = range.len();
     let mut out = Vec::with_capacity(200 + count * 67);
+
     let (envelope_type, type_name) = match api {
         Api::MarketingSolutions => (
             "ContactlistAmendment",
@@ -48,6 +49,7 @@ pub fn amendment_body(
     {
         out.extend_from_slice(format!("\"gumCallerId\":{caller},").as_bytes());
     }
+
     out.extend_from_slice(b"\"identifiers\":[");
     match set {
         IdentifierSet::Hashed(digests) => {

@@ -15,7 +15,7 @@ use super::pacing::Pacer;
 use super::retry::{self, Action, RetryPolicy};
 use super::{ApiProblem, DestinationError, RequestFailure};
 
-/// Tokens are refreshed this long before Criteo says they expire.
+/// Tokens are refreshed this long before the expiry that Criteo returns.
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 struct CachedToken {
@@ -84,8 +84,8 @@ impl CriteoClient {
         format!("{}/{}/{}", self.api_url, self.version, path.trim_start_matches('/'))
     }
 
-    /// Sends one API request with a JSON body (or none), retrying as the policy says, and
-    /// returns the successful response's body.
+    /// Sends one API request with a JSON body (or none), retrying as the policy sets out,
+    /// and returns the successful response's body.
     pub async fn send(
         &self,
         method: Method,
@@ -351,7 +351,7 @@ fn network_problem(error: &reqwest::Error) -> ApiProblem {
     } else {
         "connection error"
     };
-    // The error's own text may carry the URL, which holds no secret here.
+    // The error's own text may carry the URL, which contains no secret here.
     let mut message = format!("{kind}: {error}");
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -60,7 +60,7 @@ impl fmt::Display for ApiProblem {
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{action} failed: {problem}")]
 pub struct RequestFailure {
-    /// What was being done, e.g. "add 50000 email identifiers to audience 987654".
+    /// Action that failed, e.g. "add 50000 email identifiers to audience 987654".
     pub action: String,
     pub problem: ApiProblem,
     /// Whether a later run may succeed without any change (network, 5xx, rate limit).
@@ -103,7 +103,7 @@ pub enum DestinationError {
 }
 
 impl DestinationError {
-    /// Whether retrying later may succeed without a change by the user.
+    /// Returns whether retrying later may succeed without a change by the user.
     pub fn is_temporary(&self) -> bool {
         match self {
             DestinationError::Request(failure) => failure.temporary,

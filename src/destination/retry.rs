@@ -9,13 +9,13 @@
 //! | other 4xx (400, 403, 404, 410, 413, 415…), 501, 505 | permanent for this request       |
 //!
 //! Retries stop after `max_attempts` attempts or when the next wait would pass the time
-//! budget; the failure is then temporary (exit 75), so a later run can finish the work.
+//! budget. The failure is then temporary (exit 75), so a later run can finish the work.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-/// What to do after one attempt.
+/// Action to take after one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Refresh the access token and retry without waiting.
@@ -70,8 +70,8 @@ impl RetryPolicy {
         half + Duration::from_millis(jitter)
     }
 
-    /// Delay before retrying a 429: until the reset time plus a little jitter, or a backoff
-    /// when the response did not say.
+    /// Returns the delay before retrying a 429: until the reset time plus a little jitter,
+    /// or a backoff when the response has no reset time.
     pub fn rate_limit_delay(&self, attempt: u32, until_reset: Option<Duration>) -> Duration {
         match until_reset {
             Some(wait) => wait + Duration::from_millis(rand::rng().random_range(0..=250)),

@@ -186,7 +186,7 @@ pub enum InvalidReason {
     /// Mobile advertising id that is not a UUID `8-4-4-4-12` in hex.
     NotAUuid,
     /// Mobile advertising id made of zeros only. iOS and Android report it for every user
-    /// who limited ad tracking, so it identifies nobody.
+    /// who limited ad tracking, so it identifies no one in particular.
     ZeroUuid,
     /// Phone number with a character other than digits, a leading `+`, whitespace, `.`,
     /// `-`, `/`, `(` or `)`.

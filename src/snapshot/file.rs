@@ -28,8 +28,10 @@ fn snapshot_schema() -> Arc<Schema> {
 /// of their config names, so the file is sorted as a whole.
 pub(super) fn encode_snapshot(sets: &BTreeMap<IdentifierType, IdentifierSet>) -> Result<Vec<u8>, String> {
     let schema = snapshot_schema();
-    // SHA-256 digests are random bytes: dictionary encoding, compression and min/max
-    // statistics cost time on them and save nothing, so only the type column uses them.
+
+    // Most identifiers are SHA-256 digests, which are random bytes. Dictionary encoding,
+    // compression and min/max statistics cost time on them and save nothing, so only the
+    // type column uses them (clear identifiers such as madids are stored uncompressed too).
     let identifier = ColumnPath::from("identifier");
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
@@ -37,11 +39,13 @@ pub(super) fn encode_snapshot(sets: &BTreeMap<IdentifierType, IdentifierSet>) ->
         .set_column_dictionary_enabled(identifier.clone(), false)
         .set_column_statistics_enabled(identifier, EnabledStatistics::None)
         .build();
+
     // Sized for the digests plus some overhead, so the buffer does not double past it.
     let rows: usize = sets.values().map(IdentifierSet::len).sum();
     let mut buffer = Vec::with_capacity(rows * 40 + 4096);
     let mut writer = ArrowWriter::try_new(&mut buffer, schema.clone(), Some(properties))
         .map_err(|error| format!("failed to start the snapshot file: {error}"))?;
+
     let mut ordered: Vec<_> = sets.iter().collect();
     ordered.sort_by_key(|(identifier_type, _)| identifier_type.config_name());
     for (identifier_type, set) in ordered {

@@ -190,7 +190,7 @@ impl StateStore {
         }
     }
 
-    /// Deletes the lock file, whoever holds it, and any takeover marker left by a run that
+    /// Deletes the lock file, whichever run created it, and any takeover marker left by a run that
     /// died while replacing an expired lock. Only for a lock whose run is known to be dead.
     pub async fn remove_lock(&self) -> Result<(), StateError> {
         self.delete_lock_file().await?;

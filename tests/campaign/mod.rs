@@ -413,7 +413,7 @@ struct Scenario<'a> {
     duplicate_checks: usize,
     duplicate_checks_skipped: usize,
     drifted: bool,
-    /// Longest response delay armed; a killed or timed-out client leaves such a request
+    /// Maximum response delay armed. A killed or timed-out client leaves such a request
     /// running in the sandbox that long.
     max_delay_ms: u64,
 }
@@ -989,7 +989,7 @@ impl Damage {
     }
 }
 
-/// The last file of a folder, by name, with the given suffix.
+/// Returns the last file of a folder, by name, with the given suffix.
 fn latest_file(folder: &Path, suffix: &str) -> Option<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
         .ok()?

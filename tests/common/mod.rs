@@ -285,7 +285,7 @@ pub struct Moto {
 pub const MOTO_REGION: &str = "us-east-1";
 
 impl Moto {
-    /// Starts moto and waits until it answers. Panics with the install command when moto
+    /// Starts moto and waits until it responds. Panics with the install command when moto
     /// is not installed, so a machine without it fails the S3 tests instead of skipping them.
     pub async fn start() -> Moto {
         let installed = std::process::Command::new("python3")
@@ -340,7 +340,7 @@ impl Moto {
         assert!(response.status().is_success(), "create bucket {bucket}: {}", response.status());
     }
 
-    /// The `[storage."s3://BUCKET"]` table that points audience-sync at this server.
+    /// Returns the `[storage."s3://BUCKET"]` table that points audience-sync at this server.
     pub fn storage_table(&self, bucket: &str) -> String {
         format!(
             "[storage.\"s3://{bucket}\"]\nendpoint = \"{}\"\nallow_http = \"true\"\nregion = \"{MOTO_REGION}\"\n\
@@ -349,7 +349,7 @@ impl Moto {
         )
     }
 
-    /// An object_store client for one bucket, to upload sources and inspect state.
+    /// Builds an object_store client for one bucket, to upload sources and inspect state.
     pub fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
         object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(bucket)
@@ -370,7 +370,7 @@ impl Drop for Moto {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Returns a port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
